@@ -1,0 +1,23 @@
+# Golden tests (label golden): em-pack packs each HF fixture (f32 and bf16), then test_golden compares the
+# CPU backend's logits and greedy ids with HF's (tools/goldens/make_goldens.py; tests/data/README.md).
+if(TARGET em-pack)
+  add_executable(test_golden test_golden.c)
+  target_link_libraries(test_golden PRIVATE em_internal em_testutil em_packlib)
+  set(golden_dir ${CMAKE_BINARY_DIR}/golden)
+  file(MAKE_DIRECTORY ${golden_dir})
+  foreach(fixture mamba2_tiny nemotronh_mmm)
+    foreach(dtype f32 bf16)
+      set(b ${golden_dir}/${fixture}_${dtype}.emb)
+      add_test(NAME pack_${fixture}_${dtype}
+               COMMAND em-pack ${CMAKE_CURRENT_SOURCE_DIR}/data/${fixture} -o ${b} --dtype ${dtype})
+      set_tests_properties(pack_${fixture}_${dtype} PROPERTIES LABELS golden FIXTURES_SETUP blob_${fixture}_${dtype})
+      if(dtype STREQUAL "f32")
+        set(g ${CMAKE_CURRENT_SOURCE_DIR}/data/${fixture}/golden.safetensors)
+      else()
+        set(g ${CMAKE_CURRENT_SOURCE_DIR}/data/${fixture}/golden_bf16.safetensors)
+      endif()
+      add_test(NAME golden_${fixture}_${dtype} COMMAND test_golden ${b} ${g} 1e-4)
+      set_tests_properties(golden_${fixture}_${dtype} PROPERTIES LABELS golden FIXTURES_REQUIRED blob_${fixture}_${dtype})
+    endforeach()
+  endforeach()
+endif()
