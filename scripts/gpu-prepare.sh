@@ -15,7 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(libxxhash-dev libxxhash0 libcjson-dev libcjson1 pkgconf-bin libpkgconf3)
+pkgs=(libxxhash-dev libxxhash0 libcjson-dev libcjson1 pkgconf-bin libpkgconf3
+      libutf8proc-dev libutf8proc2 libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 libpcre2-posix3)
 debs=.carry/debs
 rm -rf "$debs"
 mkdir -p "$debs"
