@@ -88,6 +88,44 @@ typedef struct em_embed_args {
     uint32_t n_tok, d;
 } em_embed_args;
 
+/* ---- attention: causal, GQA, over a KV cache, optional RoPE (hybrid; Transformer baseline) ----------- *
+ * For each new token t (absolute position pos + t) and query head h, with KV head g = h / (n_head/n_kv_head)
+ * (HF repeat_kv order): out[t,h] = sum_j softmax_j(scale * q[t,h] . K[j,g]) V[j,g] over j in [0, pos + t].
+ * The new tokens' k and v are first written to cache rows [pos, pos + n_tok), so one call serves a prefill
+ * chunk (cache + chunk, causal) and a decode step (n_tok = 1) alike. */
+typedef struct em_attn_args {
+    float *q;             /* [n_tok, n_head, head_dim], row stride q_stride; RoPE (if on) is applied in place */
+    const float *k;       /* [n_tok, n_kv_head, head_dim], row stride kv_stride: the new tokens' keys */
+    const float *v;       /* [n_tok, n_kv_head, head_dim], row stride kv_stride: their values */
+    float *k_cache;       /* [max_ctx, n_kv_head, head_dim]: rows [0, pos) are read, [pos, pos+n_tok) written (k
+                             after RoPE) */
+    float *v_cache;       /* [max_ctx, n_kv_head, head_dim]: the same for v */
+    float *out;           /* [n_tok, n_head, head_dim], row stride out_stride */
+    uint32_t n_tok, n_head, n_kv_head, head_dim; /* n_head % n_kv_head == 0; head_dim <= EM_ATTN_MAX_HEAD_DIM */
+    uint32_t pos;         /* tokens already in the cache = absolute position of the first new token */
+    uint32_t max_ctx;     /* cache rows; pos + n_tok <= max_ctx */
+    uint32_t q_stride, kv_stride, out_stride;
+    uint32_t rope_dims;   /* 0: no position embedding; else even, <= head_dim: rotate-half on dims [0, rope_dims) */
+    float rope_base;      /* theta_i = pos * rope_base^(-2i / rope_dims) */
+    float scale;          /* 1/sqrt(head_dim) for the models we run */
+    int n_threads;        /* CPU twin: threads over (token, head) pairs; 0 = all cores */
+} em_attn_args;
+#define EM_ATTN_MAX_HEAD_DIM 1024u
+
+/* ---- MLP: y = down(act(up(x))), no gate, no bias (hybrid MLP layers) --------------------------------- */
+typedef struct em_mlp_args {
+    const void *up;       /* [d_ff, d], up_dtype (F32 or BF16) */
+    em_dtype up_dtype;
+    const void *down;     /* [d, d_ff], down_dtype */
+    em_dtype down_dtype;
+    const float *x;       /* [n_tok, d] */
+    float *h;             /* [n_tok, d_ff] workspace (holds act(up(x)) afterwards) */
+    float *y;             /* [n_tok, d] (written) */
+    uint32_t n_tok, d, d_ff;
+    uint32_t act;         /* em_mlp_act (runtime/blob.h): EM_ACT_GELU (exact erf), EM_ACT_RELU2 (relu(x)^2),
+                             EM_ACT_SILU */
+} em_mlp_args;
+
 /* ---- float32 C twins (kernels/ref/) ----------------------------------------------------------------- */
 void em_ref_linear(const em_linear_args *a);
 void em_ref_rmsnorm(const em_rmsnorm_args *a);
@@ -95,6 +133,8 @@ void em_ref_conv1d(const em_conv1d_args *a);
 void em_ref_ssm(const em_ssm_args *a);
 void em_ref_gated_norm(const em_gated_norm_args *a);
 void em_ref_embed(const em_embed_args *a);
+void em_ref_attention(const em_attn_args *a);
+void em_ref_mlp(const em_mlp_args *a);
 /** @return the index of the largest of x[0..n) (the lowest on a tie; NaN never wins). */
 uint32_t em_ref_argmax(const float *x, uint32_t n);
 /** Threads for em_ref_linear (0 = all cores). */

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cuda_exec.h"
+#include "cuda_rt.h"
 #include "model.h"
 #include "ops.h"
 #include "util.h"
@@ -35,6 +37,43 @@ static em_status check_dim(const char *name, uint32_t v, int may_be_zero) {
     return EM_OK;
 }
 
+/* Attention and MLP layers (hybrid): the dims the executor and its KV plan derive sizes from. */
+static em_status check_hybrid(const em_model *m) {
+    const em_blob_config *c = &m->cfg;
+    if (m->n_attn) {
+        EM_TRY(check_dim("attn_n_head", c->attn_n_head, 0));
+        EM_TRY(check_dim("attn_n_kv_head", c->attn_n_kv_head, 0));
+        EM_TRY(check_dim("attn_head_dim", c->attn_head_dim, 0));
+        if (c->attn_n_head % c->attn_n_kv_head)
+            return em_fail(EM_ERR_BLOB_CONFIG, "model config: attn_n_head %u is not a multiple of attn_n_kv_head %u",
+                           c->attn_n_head, c->attn_n_kv_head);
+        if (c->attn_head_dim > EM_ATTN_MAX_HEAD_DIM)
+            return em_fail(EM_ERR_UNSUPPORTED, "model config: attn_head_dim %u is over the %u this build supports",
+                           c->attn_head_dim, EM_ATTN_MAX_HEAD_DIM);
+        if ((uint64_t)c->attn_n_head * c->attn_head_dim > EM_DIM_MAX)
+            return em_fail(EM_ERR_BLOB_CONFIG, "model config: attn_n_head %u * attn_head_dim %u is out of range",
+                           c->attn_n_head, c->attn_head_dim);
+        if (!(c->rope_fraction >= 0.0f && c->rope_fraction <= 1.0f))
+            return em_fail(EM_ERR_BLOB_CONFIG, "model config: rope_fraction %g is out of range [0, 1]",
+                           (double)c->rope_fraction);
+        /* rotated dims = int(head_dim * fraction), as Megatron's RotaryEmbedding; rotate-half needs them even */
+        uint32_t rope_dims = (uint32_t)(c->rope_fraction * (float)c->attn_head_dim);
+        if (rope_dims % 2)
+            return em_fail(EM_ERR_BLOB_CONFIG, "model config: rope_fraction %g of head_dim %u gives %u rotated dims "
+                           "(must be even)", (double)c->rope_fraction, c->attn_head_dim, rope_dims);
+        if (rope_dims && !(c->rope_base > 0.0f && c->rope_base < INFINITY))
+            return em_fail(EM_ERR_BLOB_CONFIG, "model config: rope_base %g is out of range (> 0, finite)",
+                           (double)c->rope_base);
+    }
+    if (m->n_mlp) {
+        EM_TRY(check_dim("d_ff", c->d_ff, 0));
+        if (c->mlp_act != EM_ACT_GELU && c->mlp_act != EM_ACT_RELU2 && c->mlp_act != EM_ACT_SILU)
+            return em_fail(c->mlp_act == EM_ACT_NONE ? EM_ERR_BLOB_CONFIG : EM_ERR_UNSUPPORTED,
+                           "model config: mlp_act %u is not one of 1 GELU, 2 relu2, 3 SiLU", c->mlp_act);
+    }
+    return EM_OK;
+}
+
 static em_status check_config(em_model *m) {
     const em_blob_config *c = &m->cfg;
     if (c->arch != EM_ARCH_MAMBA2 && c->arch != EM_ARCH_HYBRID)
@@ -58,9 +97,7 @@ static em_status check_config(em_model *m) {
     }
     if (c->arch == EM_ARCH_MAMBA2 && (m->n_attn || m->n_mlp))
         return em_fail(EM_ERR_BLOB_CONFIG, "model config: arch Mamba-2 but the pattern has attention/MLP layers");
-    if (m->n_attn || m->n_mlp)
-        return em_fail(EM_ERR_UNSUPPORTED, "model config: attention and MLP layers (hybrid pattern) are not "
-                       "supported by this build yet");
+    EM_TRY(check_hybrid(m)); /* attention and MLP dims, when the pattern has such layers */
     if (!(c->norm_eps > 0.0f && c->norm_eps < 1.0f))
         return em_fail(EM_ERR_BLOB_CONFIG, "model config: norm_eps %g is out of range (0, 1)", (double)c->norm_eps);
     if (c->norm_kind != EM_NORM_RMS)
@@ -160,10 +197,6 @@ EM_API em_status em_model_open(const char *path, const em_model_options *opts, e
         o.device < 0)
         return em_fail(EM_ERR_INVALID_ARG, "em_model_open: options out of range (backend %d, n_threads %d, device %d)",
                        (int)o.backend, o.n_threads, o.device);
-    if (o.backend == EM_BACKEND_CUDA)
-        return em_fail(EM_ERR_UNSUPPORTED, "em_model_open: the CUDA executor is not in this version yet "
-                       "(kernels are tested separately); use the CPU backend");
-
     em_model *m = calloc(1, sizeof *m);
     if (!m) return em_fail(EM_ERR_OUT_OF_MEMORY, "em_model_open: out of memory");
     em_blob_open_options bo = { .verify_data = o.verify_data };
@@ -178,6 +211,16 @@ EM_API em_status em_model_open(const char *path, const em_model_options *opts, e
         m->layers = calloc(m->cfg.n_layer, sizeof *m->layers);
         s = m->layers ? bind_all(m) : em_fail(EM_ERR_OUT_OF_MEMORY, "em_model_open: out of memory");
     }
+    /* backend: CUDA when asked for; AUTO takes CUDA when a device is present and the executor runs the model */
+    if (s == EM_OK && o.backend != EM_BACKEND_CPU) {
+        int n_dev = 0;
+        int want = o.backend == EM_BACKEND_CUDA ||
+                   (em_cuda_model_supported(m) && em_cuda_available(&n_dev) == EM_OK && n_dev > o.device);
+        if (want) {
+            s = em_cuda_model_load(m, o.device);
+            if (s == EM_OK) m->backend = EM_BACKEND_CUDA;
+        }
+    }
     if (s != EM_OK) {
         em_blob_close(&m->blob);
         free(m->layers);
@@ -186,8 +229,9 @@ EM_API em_status em_model_open(const char *path, const em_model_options *opts, e
     }
     em_ref_set_threads(m->n_threads);
     atomic_init(&m->n_sessions, 0);
-    EM_LOG_I("model %s: %u layers, d_model %u, vocab %u, %llu params, CPU backend, %d threads", path, m->cfg.n_layer,
-             m->cfg.d_model, m->cfg.vocab_size, (unsigned long long)m->n_params, m->n_threads);
+    EM_LOG_I("model %s: %u layers, d_model %u, vocab %u, %llu params, %s backend", path, m->cfg.n_layer,
+             m->cfg.d_model, m->cfg.vocab_size, (unsigned long long)m->n_params,
+             m->backend == EM_BACKEND_CUDA ? "CUDA" : "CPU");
     em_clear_error();
     *out = m;
     return EM_OK;
@@ -198,6 +242,7 @@ EM_API void em_model_close(em_model *m) {
     if (atomic_load(&m->n_sessions) != 0)
         EM_LOG_E("em_model_close: %d sessions are still alive; closing anyway (their use is now undefined)",
                  atomic_load(&m->n_sessions));
+    em_cuda_model_free(m);
     em_blob_close(&m->blob);
     free(m->layers);
     free(m);

@@ -34,6 +34,7 @@ struct em_model {
     uint32_t n_mamba2, n_attn, n_mlp;
     uint64_t n_params;
     atomic_int n_sessions;  /* sessions alive: close refuses to pull weights from under them */
+    void *cuda;             /* em_cuda_model (cuda_exec.c) when backend == EM_BACKEND_CUDA, else NULL */
 };
 
 /* Derived dims used by the executor and the planner. */

@@ -7,13 +7,14 @@
  *   - decode: 16 greedy steps through the recurrent path; each step's logits within tol, and the greedy ids
  *     identical to HF's.
  *
- *   test_golden BLOB.emb GOLDEN.safetensors TOL
+ *   test_golden BLOB.emb GOLDEN.safetensors TOL [cpu|cuda]   (cuda: on the CUDA executor; SKIP without a device)
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "edgemamba.h"
+#include "cuda_rt.h"
 #include "safetensors.h"
 #include "testutil.h"
 
@@ -27,9 +28,16 @@ static const em_st_tensor *need(const em_st *st, const char *name, em_st_dtype d
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: test_golden BLOB.emb GOLDEN.safetensors TOL\n");
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: test_golden BLOB.emb GOLDEN.safetensors TOL [cpu|cuda]\n");
         return 2;
+    }
+    em_model_options mo = em_model_default_options();
+    mo.backend = EM_BACKEND_CPU;
+    if (argc == 5 && !strcmp(argv[4], "cuda")) {
+        int n_dev = 0;
+        if (em_cuda_available(&n_dev) != EM_OK || n_dev == 0) em_test_skip("test_golden cuda", "no CUDA device");
+        mo.backend = EM_BACKEND_CUDA;
     }
     const char *blob = argv[1], *golden = argv[2];
     double tol = atof(argv[3]);
@@ -54,7 +62,7 @@ int main(int argc, char **argv) {
     CHECK(t_pl->shape[0] == n_prompt && t_dl->shape[0] == n_dec && t_dl->shape[1] == V);
 
     em_model *m = NULL;
-    CHECK_STATUS(em_model_open(blob, NULL, &m), EM_OK);
+    CHECK_STATUS(em_model_open(blob, &mo, &m), EM_OK);
     if (!m) return em_test_finish("test_golden");
     em_model_info info;
     em_model_get_info(m, &info);
@@ -76,6 +84,7 @@ int main(int argc, char **argv) {
     }
     snprintf(label, sizeof label, "%s prefill position %u (worst)", blob, worst_pos);
     em_check_close(label, got + (size_t)worst_pos * V, pl + (size_t)worst_pos * V, V, tol);
+    printf("backend: %s\n", info.backend == EM_BACKEND_CUDA ? "CUDA" : "CPU");
     printf("prefill: %u positions, worst max rel err %.3g at position %u (tol %.1g)\n", n_prompt, worst, worst_pos, tol);
 
     /* decode: greedy, step by step, logits and ids */

@@ -7,6 +7,8 @@
  *   - bad inputs get named statuses and leave the session usable and unchanged (token out of range,
  *     decode before prefill, argmax before logits, ALL without a buffer, a buffer too small, batch 2);
  *   - the plan's numbers are the bytes the session holds (state bytes computed independently here).
+ *
+ *   test_session [cpu|cuda]    (cuda: the same checks on the CUDA executor; SKIP without a device)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,7 @@
 
 #include "edgemamba.h"
 #include "testutil.h"
+#include "cuda_rt.h"
 #include "tinyblob.h"
 
 #define NTOK 40
@@ -31,7 +34,16 @@ static float *prefill_all(em_model *m, uint32_t chunk, const int32_t *tok, uint3
     return out;
 }
 
-int main(void) {
+static em_model_options g_mo;
+
+int main(int argc, char **argv) {
+    g_mo = em_model_default_options();
+    g_mo.backend = EM_BACKEND_CPU;
+    if (argc > 1 && !strcmp(argv[1], "cuda")) {
+        int n_dev = 0;
+        if (em_cuda_available(&n_dev) != EM_OK || n_dev == 0) em_test_skip("test_session cuda", "no CUDA device");
+        g_mo.backend = EM_BACKEND_CUDA;
+    }
     char path[256];
     snprintf(path, sizeof path, "/tmp/em_test_session_%d.emb", (int)getpid());
     em_tiny_spec spec = em_tiny_default();
@@ -39,12 +51,14 @@ int main(void) {
     CHECK_STATUS(em_tiny_write(path, &spec), EM_OK);
 
     em_model *m = NULL;
-    CHECK_STATUS(em_model_open(path, NULL, &m), EM_OK);
+    CHECK_STATUS(em_model_open(path, &g_mo, &m), EM_OK);
     if (!m) return em_test_finish("test_session");
     em_model_info info;
     CHECK_STATUS(em_model_get_info(m, &info), EM_OK);
     const uint32_t V = info.vocab_size;
     CHECK(V == spec.vocab && info.n_layer == spec.n_layer && !strcmp(info.layer_pattern, "MMM"));
+    CHECK(info.backend == g_mo.backend);
+    const int cuda = info.backend == EM_BACKEND_CUDA;
 
     em_rng r;
     em_rng_seed(&r, 7);
@@ -58,7 +72,7 @@ int main(void) {
         float *got = prefill_all(m, chunks[c], tok, V);
         char label[64];
         snprintf(label, sizeof label, "chunk %u vs 64", chunks[c]);
-        em_check_close(label, got, ref, (size_t)NTOK * V, 1e-6);
+        em_check_close(label, got, ref, (size_t)NTOK * V, cuda ? 1e-5 : 1e-6);
         free(got);
     }
 
@@ -107,7 +121,7 @@ int main(void) {
     size_t conv_dim = info.d_inner + 2u * info.ssm_n_group * info.d_state;
     size_t want_state = 4u * info.n_layer * (conv_dim * (info.d_conv - 1) +
                                              (size_t)info.ssm_n_head * info.ssm_head_dim * info.d_state);
-    CHECK_MSG(pr.state_bytes >= want_state && pr.state_bytes < want_state + 256, "state %zu, want %zu", pr.state_bytes,
+    CHECK_MSG(pr.state_bytes >= want_state && pr.state_bytes < want_state + 512, "state %zu, want %zu", pr.state_bytes,
               want_state);
     CHECK(pr.session_bytes >= pr.state_bytes + pr.workspace_bytes && pr.kv_bytes == 0);
     CHECK(pr.weight_bytes == info.weight_bytes && pr.available_bytes > 0);
@@ -115,12 +129,16 @@ int main(void) {
     /* a session in the caller's buffer: too small is refused, enough works the same */
     void *buf = NULL;
     CHECK(posix_memalign(&buf, 64, pr.session_bytes) == 0);
-    CHECK_STATUS(em_session_create_static(m, NULL, buf, pr.session_bytes - 1, &s), EM_ERR_BUFFER_TOO_SMALL);
-    CHECK_STATUS(em_session_create_static(m, NULL, buf, pr.session_bytes, &s), EM_OK);
-    em_poison(again, (size_t)NTOK * V);
-    CHECK_STATUS(em_session_prefill(s, tok, NTOK, EM_LOGITS_ALL, again), EM_OK);
-    em_check_close("static session", again, ref, (size_t)NTOK * V, 0.0);
-    em_session_free(s);
+    if (cuda) { /* the CUDA backend keeps sessions in device memory: a caller buffer is refused */
+        CHECK_STATUS(em_session_create_static(m, NULL, buf, pr.session_bytes, &s), EM_ERR_UNSUPPORTED);
+    } else {
+        CHECK_STATUS(em_session_create_static(m, NULL, buf, pr.session_bytes - 1, &s), EM_ERR_BUFFER_TOO_SMALL);
+        CHECK_STATUS(em_session_create_static(m, NULL, buf, pr.session_bytes, &s), EM_OK);
+        em_poison(again, (size_t)NTOK * V);
+        CHECK_STATUS(em_session_prefill(s, tok, NTOK, EM_LOGITS_ALL, again), EM_OK);
+        em_check_close("static session", again, ref, (size_t)NTOK * V, 0.0);
+        em_session_free(s);
+    }
     free(buf);
 
     /* options out of range */
@@ -140,7 +158,7 @@ int main(void) {
     spec.matrix_dtype = EM_DTYPE_BF16;
     spec.tied = 1;
     CHECK_STATUS(em_tiny_write(path, &spec), EM_OK);
-    CHECK_STATUS(em_model_open(path, NULL, &m), EM_OK);
+    CHECK_STATUS(em_model_open(path, &g_mo, &m), EM_OK);
     if (m) {
         CHECK_STATUS(em_session_create(m, NULL, &s), EM_OK);
         int32_t next = -1;

@@ -1,0 +1,453 @@
+/*
+ * cuda_exec.c — the CUDA backend of the executor (see cuda_exec.h).
+ *
+ * Memory (DESIGN.md principle 1): at open, ONE device allocation holds the blob's whole data section,
+ * copied in one cudaMemcpy (tensors keep their 4096-aligned offsets, so a device pointer is the base plus
+ * the tensor's offset: no per-tensor work at load). At session create, ONE device allocation holds, in
+ * 256-byte aligned regions:
+ *
+ *   conv state [n_m2, conv_dim, K-1] | ssm state [n_m2, H, P, N] (fp32)                       <- state
+ *   x [T, d] | xn [T, d] | proj [T, d_in_proj] | xbc [T, conv_dim] | y [T, d_inner] | delta [T, d]
+ *   logits [vocab] | tok [T] int32 | next [1] int32                                           <- workspace
+ *
+ * plus a pinned host int32 pair for the token going in and the greedy id coming out. Nothing is allocated
+ * after create: prefill and decode only queue kernels on the session's stream.
+ *
+ * Decode: the step for one token (embed, per layer rmsnorm+residual / in_proj / conv / ssm / gated norm /
+ * out_proj, final norm, head, argmax, next -> tok) is captured once as a CUDA graph at create and replayed
+ * per token. The greedy id it leaves in `next` is also copied into `tok`, so a greedy loop needs no host
+ * data in between; a caller-given token is copied into `tok` before the replay. Only 4 bytes come back.
+ *
+ * Prefill runs the same kernels over chunks of up to T tokens (the GEMV loops over token groups; the
+ * chunked SSD scan and cuBLASLt GEMMs are issue 8).
+ */
+#include "cuda_exec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "session.h"
+#include "util.h"
+
+const char *const em_cuda_op_names[EM_OP_COUNT] = { "embed", "rmsnorm+residual", "in_proj gemv", "conv1d", "ssm scan",
+                                                    "gated norm", "out_proj gemv", "head gemv", "argmax" };
+
+#ifndef EM_HAVE_CUDA
+
+int em_cuda_model_supported(const em_model *m) { (void)m; return 0; }
+em_status em_cuda_model_load(em_model *m, int device) {
+    (void)m; (void)device;
+    return em_fail(EM_ERR_NO_DEVICE, "this build of edgemamba has no CUDA backend (configure with -DEM_CUDA=ON)");
+}
+void em_cuda_model_free(em_model *m) { (void)m; }
+em_status em_cuda_plan(const em_model *m, uint32_t T, em_plan_report *r) {
+    (void)m; (void)T; (void)r;
+    return em_fail(EM_ERR_NO_DEVICE, "no CUDA backend in this build");
+}
+em_status em_cuda_session_create(struct em_session *s) { (void)s; return em_fail(EM_ERR_NO_DEVICE, "no CUDA backend"); }
+void em_cuda_session_free(struct em_session *s) { (void)s; }
+em_status em_cuda_session_reset(struct em_session *s) { (void)s; return em_fail(EM_ERR_NO_DEVICE, "no CUDA backend"); }
+em_status em_cuda_session_prefill(struct em_session *s, const int32_t *tok, size_t n, em_logits_mode mode, float *logits) {
+    (void)s; (void)tok; (void)n; (void)mode; (void)logits;
+    return em_fail(EM_ERR_NO_DEVICE, "no CUDA backend");
+}
+em_status em_cuda_session_decode(struct em_session *s, int32_t tok, float *logits) {
+    (void)s; (void)tok; (void)logits;
+    return em_fail(EM_ERR_NO_DEVICE, "no CUDA backend");
+}
+em_status em_cuda_session_argmax(struct em_session *s, int32_t *tok) { (void)s; (void)tok; return em_fail(EM_ERR_NO_DEVICE, "no CUDA backend"); }
+em_status em_cuda_session_profile(struct em_session *s, int steps, double ms[EM_OP_COUNT], double *graph_ms) {
+    (void)s; (void)steps; (void)ms; (void)graph_ms;
+    return em_fail(EM_ERR_NO_DEVICE, "no CUDA backend");
+}
+
+#else /* EM_HAVE_CUDA */
+
+#include <cuda_runtime_api.h>
+
+#include "cuda_ops.h"
+#include "cuda_rt.h"
+
+#define EM_DEV_ALIGN 256u
+
+typedef struct em_cuda_model {
+    int device;
+    uint8_t *data;                              /* the blob's data section on the device */
+    size_t bytes;
+    struct { EM_GLOBAL_TENSORS(EM_X_WREF) } g;  /* device pointers */
+    em_layer *layers;                           /* [n_layer], device pointers */
+} em_cuda_model;
+
+typedef struct em_cuda_session {
+    void *block;                                /* the one device allocation */
+    size_t block_bytes;
+    float *conv_state, *ssm_state;
+    float *x, *xn, *proj, *xbc, *y, *delta, *logits;
+    int32_t *tok, *next;                        /* device */
+    int32_t *pinned;                            /* host, page-locked: [0] token in, [1] greedy id out */
+    cudaStream_t stream;
+    cudaGraphExec_t step;                       /* the captured decode step */
+    size_t state_bytes;
+    /* profiling only (em_cuda_session_profile): an event after every queued kernel */
+    cudaEvent_t *prof_ev;
+    uint8_t *prof_op;
+    int prof_n, prof_cap;
+} em_cuda_session;
+
+
+/* After each queued kernel: record an event when profiling (never inside a graph capture). */
+#define EM_MARK(cs, op)                                                                                        \
+    do {                                                                                                       \
+        if ((cs)->prof_ev && (cs)->prof_n < (cs)->prof_cap) {                                                 \
+            cudaEventRecord((cs)->prof_ev[(cs)->prof_n], (cs)->stream);                                        \
+            (cs)->prof_op[(cs)->prof_n++] = (uint8_t)(op);                                                     \
+        }                                                                                                      \
+    } while (0)
+
+// ---- model -------------------------------------------------------------------------------------------------
+
+int em_cuda_model_supported(const em_model *m) { return m->n_attn == 0 && m->n_mlp == 0; }
+
+/* host pointer into the mapped blob -> the same tensor on the device */
+static em_wref to_dev(const em_model *m, const em_cuda_model *cm, em_wref w) {
+    em_wref d = { NULL, w.dt };
+    if (w.p) d.p = cm->data + ((const uint8_t *)w.p - m->blob.data);
+    return d;
+}
+
+em_status em_cuda_model_load(em_model *m, int device) {
+    int n = 0;
+    EM_TRY(em_cuda_available(&n));
+    if (n == 0) return em_fail(EM_ERR_NO_DEVICE, "no CUDA device: %s", em_last_error());
+    if (device >= n) return em_fail(EM_ERR_INVALID_ARG, "CUDA device %d asked for, %d present", device, n);
+    if (!em_cuda_model_supported(m))
+        return em_fail(EM_ERR_UNSUPPORTED, "the CUDA executor runs pure Mamba-2 models only in this version "
+                       "(this model has attention/MLP layers): use the CPU backend");
+    EM_TRY(em_cuda_set_device(device));
+    em_cuda_model *cm = calloc(1, sizeof *cm);
+    if (!cm) return em_fail(EM_ERR_OUT_OF_MEMORY, "out of memory");
+    cm->device = device;
+    cm->bytes = m->blob.data_size;
+    cm->layers = calloc(m->cfg.n_layer, sizeof *cm->layers);
+    em_status s = cm->layers ? em_cuda_malloc((void **)&cm->data, cm->bytes)
+                             : em_fail(EM_ERR_OUT_OF_MEMORY, "out of memory");
+    if (s == EM_OK) s = em_cuda_memcpy(cm->data, m->blob.data, cm->bytes); /* the one copy */
+    if (s != EM_OK) {
+        em_cuda_free(cm->data);
+        free(cm->layers);
+        free(cm);
+        return s;
+    }
+#define EM_X_DEV_G(field, ...) cm->g.field = to_dev(m, cm, m->g.field);
+    EM_GLOBAL_TENSORS(EM_X_DEV_G)
+    for (uint32_t i = 0; i < m->cfg.n_layer; i++) {
+        const em_layer *L = &m->layers[i];
+        em_layer *D = &cm->layers[i];
+        *D = *L;
+#define EM_X_DEV_M2(field, ...) D->w.m2.field = to_dev(m, cm, L->w.m2.field);
+        if (L->kind == EM_LAYER_MAMBA2) { EM_MAMBA2_TENSORS(EM_X_DEV_M2) }
+    }
+    m->cuda = cm;
+    return EM_OK;
+}
+
+void em_cuda_model_free(em_model *m) {
+    em_cuda_model *cm = m ? m->cuda : NULL;
+    if (!cm) return;
+    em_cuda_free(cm->data);
+    free(cm->layers);
+    free(cm);
+    m->cuda = NULL;
+}
+
+// ---- plan: the one layout function for plan and create -------------------------------------------------
+
+typedef struct em_dev_layout {
+    size_t conv, ssm, x, xn, proj, xbc, y, delta, logits, tok, next, total, state_bytes;
+} em_dev_layout;
+
+static size_t dtake(size_t *c, size_t bytes) {
+    size_t at = (*c + EM_DEV_ALIGN - 1) & ~(size_t)(EM_DEV_ALIGN - 1);
+    *c = at + bytes;
+    return at;
+}
+
+static void dev_layout(const em_model *m, uint32_t T, em_dev_layout *l) {
+    em_dims d = em_model_dims(m);
+    size_t f = sizeof(float), c = 0;
+    l->conv = dtake(&c, f * m->n_mamba2 * d.conv_dim * (d.K - 1));
+    l->ssm = dtake(&c, f * m->n_mamba2 * d.H * d.P * d.N);
+    l->state_bytes = c;
+    l->x = dtake(&c, f * T * d.d);
+    l->xn = dtake(&c, f * T * d.d);
+    l->proj = dtake(&c, f * T * d.d_in_proj);
+    l->xbc = dtake(&c, f * T * d.conv_dim);
+    l->y = dtake(&c, f * T * d.d_inner);
+    l->delta = dtake(&c, f * T * d.d);
+    l->logits = dtake(&c, f * d.vocab);
+    l->tok = dtake(&c, sizeof(int32_t) * T);
+    l->next = dtake(&c, sizeof(int32_t));
+    l->total = (c + EM_DEV_ALIGN - 1) & ~(size_t)(EM_DEV_ALIGN - 1);
+}
+
+em_status em_cuda_plan(const em_model *m, uint32_t T, em_plan_report *r) {
+    em_dev_layout l;
+    dev_layout(m, T, &l);
+    r->state_bytes = l.state_bytes;
+    r->workspace_bytes = l.total - l.state_bytes;
+    r->library_bytes = 0; /* no cuBLAS workspace yet (issue 8) */
+    r->kv_bytes = 0;
+    r->session_bytes = l.total;
+    em_cuda_info info;
+    const em_cuda_model *cm = m->cuda;
+    EM_TRY(em_cuda_device_info(cm->device, &info));
+    r->available_bytes = info.mem_free;
+    return EM_OK;
+}
+
+// ---- the step ------------------------------------------------------------------------------------------------
+
+/* Queues nt tokens (already in cs->tok) through the model. Logits: want_last -> cs->logits from the last
+ * row; all_rows -> head over every row, one row at a time into host `all_out` (tests, perplexity). */
+static em_status queue_forward(em_session *s, uint32_t nt, int want_last, int argmax) {
+    const em_model *m = s->model;
+    const em_cuda_model *cm = m->cuda;
+    em_cuda_session *cs = s->cuda;
+    const em_blob_config *c = &m->cfg;
+    em_dims d = s->dim;
+    void *st = cs->stream;
+    const uint32_t GN = d.G * d.N;
+
+    em_embed_args ea = { .table = cm->g.embd.p, .dtype = cm->g.embd.dt, .tok = cs->tok, .out = cs->x, .n_tok = nt,
+                         .d = d.d };
+    EM_TRY(em_cuda_embed(&ea, st));
+    EM_MARK(cs, EM_OP_EMBED);
+    const float *delta = NULL;
+    for (uint32_t i = 0; i < c->n_layer; i++) {
+        const em_layer *L = &cm->layers[i];
+        const em_mamba2_w *w = &L->w.m2;
+        em_rmsnorm_args na = { .x = cs->x, .delta = delta, .w = w->norm.p, .y = cs->xn, .n_tok = nt, .d = d.d,
+                               .eps = c->norm_eps };
+        EM_TRY(em_cuda_rmsnorm(&na, st));
+        EM_MARK(cs, EM_OP_NORM);
+        float *conv_state = cs->conv_state + (size_t)L->slot * d.conv_dim * (d.K - 1);
+        float *ssm_state = cs->ssm_state + (size_t)L->slot * d.H * d.P * d.N;
+        em_linear_args in = { .w = w->in_proj.p, .w_dtype = w->in_proj.dt, .x = cs->xn, .y = cs->proj, .n_tok = nt,
+                              .n_in = d.d, .n_out = d.d_in_proj, .x_stride = d.d, .y_stride = d.d_in_proj };
+        EM_TRY(em_cuda_linear(&in, st));
+        EM_MARK(cs, EM_OP_IN_PROJ);
+        em_conv1d_args ca = { .x = cs->proj + d.d_inner, .state = conv_state, .w = w->conv_w.p, .b = w->conv_b.p,
+                              .y = cs->xbc, .n_tok = nt, .C = d.conv_dim, .K = d.K, .x_stride = d.d_in_proj,
+                              .y_stride = d.conv_dim, .silu = EM_SILU_ON };
+        EM_TRY(em_cuda_conv1d(&ca, st));
+        EM_MARK(cs, EM_OP_CONV);
+        em_ssm_args sa = { .x = cs->xbc, .dt = cs->proj + d.d_inner + d.conv_dim, .B = cs->xbc + d.d_inner,
+                           .C = cs->xbc + d.d_inner + GN, .A = w->A.p, .D = w->D.p, .dt_bias = w->dt_bias.p,
+                           .state = ssm_state, .y = cs->y, .n_tok = nt, .H = d.H, .P = d.P, .N = d.N, .G = d.G,
+                           .x_stride = d.conv_dim, .dt_stride = d.d_in_proj, .bc_stride = d.conv_dim,
+                           .y_stride = d.d_inner, .dt_min = c->dt_limit_min, .dt_max = c->dt_limit_max };
+        EM_TRY(em_cuda_ssm(&sa, st));
+        EM_MARK(cs, EM_OP_SSM);
+        em_gated_norm_args ga = { .y = cs->y, .z = cs->proj, .w = w->gnorm.p, .out = cs->y, .n_tok = nt, .d = d.d_inner,
+                                  .group = c->gated_norm_group, .y_stride = d.d_inner, .z_stride = d.d_in_proj,
+                                  .out_stride = d.d_inner, .eps = c->norm_eps };
+        EM_TRY(em_cuda_gated_norm(&ga, st));
+        EM_MARK(cs, EM_OP_GATED_NORM);
+        em_linear_args out = { .w = w->out_proj.p, .w_dtype = w->out_proj.dt, .x = cs->y, .y = cs->delta, .n_tok = nt,
+                               .n_in = d.d_inner, .n_out = d.d, .x_stride = d.d_inner, .y_stride = d.d };
+        EM_TRY(em_cuda_linear(&out, st));
+        EM_MARK(cs, EM_OP_OUT_PROJ);
+        delta = cs->delta;
+    }
+    em_rmsnorm_args fa = { .x = cs->x, .delta = delta, .w = cm->g.norm_f.p, .y = cs->xn, .n_tok = nt, .d = d.d,
+                           .eps = c->norm_eps };
+    EM_TRY(em_cuda_rmsnorm(&fa, st));
+    EM_MARK(cs, EM_OP_NORM);
+    if (want_last) {
+        em_linear_args h = { .w = cm->g.head.p, .w_dtype = cm->g.head.dt, .x = cs->xn + (size_t)(nt - 1) * d.d,
+                             .y = cs->logits, .n_tok = 1, .n_in = d.d, .n_out = d.vocab, .x_stride = d.d,
+                             .y_stride = d.vocab };
+        EM_TRY(em_cuda_linear(&h, st));
+        EM_MARK(cs, EM_OP_HEAD);
+        if (argmax) {
+            EM_TRY(em_cuda_argmax(cs->logits, d.vocab, cs->next, st));
+            EM_CUDA_CHECK(cudaMemcpyAsync(cs->tok, cs->next, sizeof(int32_t), cudaMemcpyDeviceToDevice, st));
+            EM_MARK(cs, EM_OP_ARGMAX);
+        }
+    }
+    return EM_OK;
+}
+
+// ---- session --------------------------------------------------------------------------------------------------
+
+static em_status capture_step(em_session *s) {
+    em_cuda_session *cs = s->cuda;
+    cudaGraph_t g = NULL;
+    EM_CUDA_CHECK(cudaStreamBeginCapture(cs->stream, cudaStreamCaptureModeThreadLocal));
+    em_status st = queue_forward(s, 1, 1, 1);
+    cudaError_t e = cudaStreamEndCapture(cs->stream, &g);
+    if (st != EM_OK) { if (g) cudaGraphDestroy(g); return st; }
+    if (e != cudaSuccess) return em_cuda_fail(e, "cudaStreamEndCapture", __FILE__, __LINE__);
+    e = cudaGraphInstantiate(&cs->step, g, 0);
+    cudaGraphDestroy(g);
+    if (e != cudaSuccess) return em_cuda_fail(e, "cudaGraphInstantiate", __FILE__, __LINE__);
+    /* upload now so that the first replay costs what every replay costs */
+    EM_CUDA_CHECK(cudaGraphUpload(cs->step, cs->stream));
+    return em_cuda_sync(cs->stream);
+}
+
+em_status em_cuda_session_create(em_session *s) {
+    const em_model *m = s->model;
+    const em_cuda_model *cm = m->cuda;
+    EM_TRY(em_cuda_set_device(cm->device));
+    em_cuda_session *cs = calloc(1, sizeof *cs);
+    if (!cs) return em_fail(EM_ERR_OUT_OF_MEMORY, "out of memory");
+    s->cuda = cs;
+    em_dev_layout l;
+    dev_layout(m, s->T, &l);
+    em_status st = em_cuda_malloc(&cs->block, l.total);
+    if (st != EM_OK) { em_cuda_session_free(s); return st; }
+    uint8_t *b = cs->block;
+    cs->block_bytes = l.total;
+    cs->state_bytes = l.state_bytes;
+    cs->conv_state = (float *)(b + l.conv);
+    cs->ssm_state = (float *)(b + l.ssm);
+    cs->x = (float *)(b + l.x);
+    cs->xn = (float *)(b + l.xn);
+    cs->proj = (float *)(b + l.proj);
+    cs->xbc = (float *)(b + l.xbc);
+    cs->y = (float *)(b + l.y);
+    cs->delta = (float *)(b + l.delta);
+    cs->logits = (float *)(b + l.logits);
+    cs->tok = (int32_t *)(b + l.tok);
+    cs->next = (int32_t *)(b + l.next);
+    cudaError_t e = cudaMallocHost((void **)&cs->pinned, 2 * sizeof(int32_t));
+    if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&cs->stream, cudaStreamNonBlocking);
+    if (e != cudaSuccess) { st = em_cuda_fail(e, "cudaMallocHost/cudaStreamCreate", __FILE__, __LINE__); goto fail; }
+    if ((st = em_cuda_session_reset(s)) != EM_OK) goto fail;
+    /* The capture queues nothing (it records); the state stays zero until the first replay. */
+    if ((st = capture_step(s)) != EM_OK) goto fail;
+    return EM_OK;
+fail:
+    em_cuda_session_free(s);
+    return st;
+}
+
+void em_cuda_session_free(em_session *s) {
+    em_cuda_session *cs = s ? s->cuda : NULL;
+    if (!cs) return;
+    if (cs->stream) cudaStreamSynchronize(cs->stream);
+    if (cs->step) cudaGraphExecDestroy(cs->step);
+    if (cs->stream) cudaStreamDestroy(cs->stream);
+    if (cs->pinned) cudaFreeHost(cs->pinned);
+    em_cuda_free(cs->block);
+    free(cs);
+    s->cuda = NULL;
+}
+
+em_status em_cuda_session_reset(em_session *s) {
+    em_cuda_session *cs = s->cuda;
+    EM_CUDA_CHECK(cudaMemsetAsync(cs->block, 0, cs->state_bytes, cs->stream));
+    return em_cuda_sync(cs->stream);
+}
+
+em_status em_cuda_session_prefill(em_session *s, const int32_t *tok, size_t n, em_logits_mode mode, float *logits) {
+    em_cuda_session *cs = s->cuda;
+    const uint32_t V = s->dim.vocab;
+    for (size_t at = 0; at < n; at += s->T) {
+        uint32_t nt = (uint32_t)(n - at < s->T ? n - at : s->T);
+        int last = at + nt == n;
+        EM_CUDA_CHECK(cudaMemcpyAsync(cs->tok, tok + at, sizeof(int32_t) * nt, cudaMemcpyHostToDevice, cs->stream));
+        EM_TRY(queue_forward(s, nt, last && mode == EM_LOGITS_LAST, last && mode == EM_LOGITS_LAST));
+        if (mode == EM_LOGITS_ALL) { /* the head over every row, one row at a time, straight to the caller */
+            const em_cuda_model *cm = s->model->cuda;
+            for (uint32_t r = 0; r < nt; r++) {
+                em_linear_args h = { .w = cm->g.head.p, .w_dtype = cm->g.head.dt, .x = cs->xn + (size_t)r * s->dim.d,
+                                     .y = cs->logits, .n_tok = 1, .n_in = s->dim.d, .n_out = V, .x_stride = s->dim.d,
+                                     .y_stride = V };
+                EM_TRY(em_cuda_linear(&h, cs->stream));
+                EM_CUDA_CHECK(cudaMemcpyAsync(logits + (at + r) * V, cs->logits, sizeof(float) * V,
+                                              cudaMemcpyDeviceToHost, cs->stream));
+            }
+            if (last) { /* the last row stays in cs->logits: argmax for em_session_argmax */
+                EM_TRY(em_cuda_argmax(cs->logits, V, cs->next, cs->stream));
+                EM_CUDA_CHECK(cudaMemcpyAsync(cs->tok, cs->next, sizeof(int32_t), cudaMemcpyDeviceToDevice, cs->stream));
+            }
+        }
+    }
+    if (mode == EM_LOGITS_LAST && logits)
+        EM_CUDA_CHECK(cudaMemcpyAsync(logits, cs->logits, sizeof(float) * V, cudaMemcpyDeviceToHost, cs->stream));
+    return em_cuda_sync(cs->stream);
+}
+
+em_status em_cuda_session_decode(em_session *s, int32_t tok, float *logits) {
+    em_cuda_session *cs = s->cuda;
+    cs->pinned[0] = tok;
+    EM_CUDA_CHECK(cudaMemcpyAsync(cs->tok, cs->pinned, sizeof(int32_t), cudaMemcpyHostToDevice, cs->stream));
+    EM_CUDA_CHECK(cudaGraphLaunch(cs->step, cs->stream));
+    if (logits)
+        EM_CUDA_CHECK(cudaMemcpyAsync(logits, cs->logits, sizeof(float) * s->dim.vocab, cudaMemcpyDeviceToHost,
+                                      cs->stream));
+    return em_cuda_sync(cs->stream);
+}
+
+em_status em_cuda_session_profile(em_session *s, int steps, double ms[EM_OP_COUNT], double *graph_ms) {
+    em_cuda_session *cs = s->cuda;
+    const int per_step = 4 + 6 * (int)s->model->cfg.n_layer + 4;
+    em_status st = EM_OK;
+    cudaEvent_t start = NULL, stop = NULL;
+    for (int k = 0; k < EM_OP_COUNT; k++) ms[k] = 0;
+    cs->prof_cap = per_step;
+    cs->prof_ev = calloc((size_t)per_step, sizeof *cs->prof_ev);
+    cs->prof_op = calloc((size_t)per_step, 1);
+    if (!cs->prof_ev || !cs->prof_op) { st = em_fail(EM_ERR_OUT_OF_MEMORY, "profile: out of memory"); goto done; }
+    for (int i = 0; i < per_step; i++)
+        if (cudaEventCreate(&cs->prof_ev[i]) != cudaSuccess) { st = em_fail(EM_ERR_DEVICE, "profile: cudaEventCreate"); goto done; }
+    if (cudaEventCreate(&start) != cudaSuccess || cudaEventCreate(&stop) != cudaSuccess) {
+        st = em_fail(EM_ERR_DEVICE, "profile: cudaEventCreate");
+        goto done;
+    }
+    for (int k = 0; k < steps && st == EM_OK; k++) {
+        cs->prof_n = 0;
+        cudaEventRecord(start, cs->stream);
+        if ((st = queue_forward(s, 1, 1, 1)) != EM_OK || (st = em_cuda_sync(cs->stream)) != EM_OK) break;
+        cudaEvent_t prev = start;
+        for (int i = 0; i < cs->prof_n; i++) {
+            float t = 0;
+            cudaEventElapsedTime(&t, prev, cs->prof_ev[i]);
+            ms[cs->prof_op[i]] += t / steps;
+            prev = cs->prof_ev[i];
+        }
+    }
+    if (st == EM_OK) { /* the graph, for comparison: replays back to back */
+        cudaEventRecord(start, cs->stream);
+        for (int k = 0; k < steps; k++) cudaGraphLaunch(cs->step, cs->stream);
+        cudaEventRecord(stop, cs->stream);
+        if ((st = em_cuda_sync(cs->stream)) == EM_OK) {
+            float t = 0;
+            cudaEventElapsedTime(&t, start, stop);
+            *graph_ms = t / steps;
+        }
+    }
+done:
+    for (int i = 0; cs->prof_ev && i < per_step; i++)
+        if (cs->prof_ev[i]) cudaEventDestroy(cs->prof_ev[i]);
+    if (start) cudaEventDestroy(start);
+    if (stop) cudaEventDestroy(stop);
+    free(cs->prof_ev);
+    free(cs->prof_op);
+    cs->prof_ev = NULL;
+    cs->prof_op = NULL;
+    cs->prof_n = cs->prof_cap = 0;
+    return st;
+}
+
+em_status em_cuda_session_argmax(em_session *s, int32_t *tok) {
+    em_cuda_session *cs = s->cuda;
+    EM_CUDA_CHECK(cudaMemcpyAsync(&cs->pinned[1], cs->next, sizeof(int32_t), cudaMemcpyDeviceToHost, cs->stream));
+    EM_TRY(em_cuda_sync(cs->stream));
+    *tok = cs->pinned[1];
+    return EM_OK;
+}
+
+#endif /* EM_HAVE_CUDA */

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# scripts/gpu-bench.sh — the decode/prefill benchmarks of docs/benchmarks.md, on the GPU machine, after
+# scripts/gpu-check.sh has built build-gpu (same carry: .carry/debs). Writes random-init blobs of the Mamba-2
+# 8B shape to local disk (never into the repo), runs em-bench on them and on the bundled tiny model, and
+# prints one line per model last. With $OUT set, the JSON lines go to $OUT/bench.jsonl.
+#
+#   scripts/gpu-bench.sh [VOCABS...]     (default: 50288 256000)
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+B=${EM_GPU_BUILD:-build-gpu}
+tmp=${EM_BENCH_TMP:-/tmp/em-bench}
+mkdir -p "$tmp"
+out=${OUT:-$tmp}
+vocabs=("$@")
+[ ${#vocabs[@]} -eq 0 ] && vocabs=(50288 256000)
+[ -n "${LD_LIBRARY_PATH:-}" ] || export LD_LIBRARY_PATH=$PWD/.carry/prefix/usr/lib/x86_64-linux-gnu
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo '?')
+echo "== gpu-bench: commit $commit (+ working tree), $(date -u +%FT%TZ), $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
+: > "$out/bench.jsonl"
+
+bench() { # bench LABEL BLOB ARGS...
+    local label=$1 blob=$2; shift 2
+    echo "== em-bench $label: em-bench -m $(basename "$blob") $*"
+    "$B/examples/em-bench" -m "$blob" "$@" --json | sed "s/^{/{\"label\":\"$label\",\"commit\":\"$commit\",/" |
+        tee -a "$out/bench.jsonl"
+}
+
+# the bundled tiny Mamba-2 (real weights)
+if [ -f models/mamba2/model.safetensors ]; then
+    "$B/tools/em-pack" models/mamba2 -o "$tmp/tiny-mamba2.emb" >/dev/null && bench tiny-mamba2 "$tmp/tiny-mamba2.emb" -p 512 -n 128 -r 5 --breakdown
+fi
+for v in "${vocabs[@]}"; do
+    blob=$tmp/mamba2-8b-v$v.emb
+    t0=$SECONDS
+    [ -f "$blob" ] || "$B/tools/em-pack" --random-init "tools/configs/mamba2-8b-v$v.json" -o "$blob" | tail -1
+    echo "   (random-init: $((SECONDS - t0)) s)"
+    bench "mamba2-8b-v$v" "$blob" -p 512 -n 128 -r 5 --breakdown
+    rm -f "$blob"
+done
+echo "== summary (decode ms/token, % of roofline, prefill tok/s)"
+python3 - "$out/bench.jsonl" <<'PY' 2>/dev/null || cat "$out/bench.jsonl"
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if "breakdown_of" in r:
+        ops = {k: v for k, v in r.items() if k not in ("label", "commit", "breakdown_of", "graph_ms", "eager_ms")}
+        print(f"{'':18s} breakdown (eager {r['eager_ms']:.3f} ms, graph {r['graph_ms']:.3f} ms): " +
+              ", ".join(f"{k} {v:.3f}" for k, v in ops.items()))
+        continue
+    print(f"{r['label']:18s} {r['decode_ms_per_token']:8.3f} ms/token  {100*r['roofline_fraction']:5.1f} % of {r['roofline_ms']:.3f} ms "
+          f"({r['bytes_per_token']/1e9:.2f} GB at {r['read_gbps']:.0f} GB/s)  prefill {r['prefill_tok_s']:9.1f} tok/s  "
+          f"mem {r['device_bytes_in_use']/1e9:.3f} GB vs plan {r['plan_bytes']/1e9:.3f} GB")
+PY
