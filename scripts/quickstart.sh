@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # scripts/quickstart.sh — README's first command: install the build dependencies (Debian), build, pack
-# the model and generate with it. Until the bundled model and the tokenizer land, the model is the tiny
-# HF test fixture (tests/data/mamba2_tiny) and the prompt is token ids.
+# the bundled model (models/hybrid) and continue an English prompt with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
@@ -17,6 +16,14 @@ if ! { cmake --preset cpu && cmake --build --preset cpu -j "$(nproc)"; } >build/
   tail -30 build/quickstart-build.log; echo "quickstart: the build failed (whole log above)"; exit 1
 fi
 B=build/cpu
-[ -f $B/mamba2_tiny.emb ] || $B/tools/em-pack tests/data/mamba2_tiny -o $B/mamba2_tiny.emb --dtype f32
-echo "quickstart: greedy continuation of a 5-token prompt (token ids; text comes with the tokenizer):"
-$B/examples/em-generate -m $B/mamba2_tiny.emb --ids 1,2,3,4,5 -n 16
+# The embedded default: a 5.3 M-parameter Mamba-2-Hybrid trained by the project (models/README.md), with its
+# SentencePiece tokenizer, packed into one blob. On a machine with a GPU the hybrid still runs on the CPU: the
+# CUDA executor runs pure Mamba-2 models so far (models/mamba2 is the pure variant).
+[ -f $B/tiny-hybrid.emb ] || $B/tools/em-pack models/hybrid -o $B/tiny-hybrid.emb
+prompt="It is a truth universally acknowledged, that"
+echo "quickstart: the bundled model continues \"$prompt\" (temperature 0.7, top-p 0.9, seed 3):"
+echo
+$B/examples/em-generate -m $B/tiny-hybrid.emb -p "$prompt" -n 48 --temp 0.7 --top-p 0.9 --repeat-penalty 1.1 --seed 3
+echo
+echo "quickstart: chat with it:  $B/examples/em-chat -m $B/tiny-hybrid.emb"
+echo "            greedy:        $B/examples/em-generate -m $B/tiny-hybrid.emb -p \"The function returns\" -n 64"

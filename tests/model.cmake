@@ -1,0 +1,30 @@
+# The bundled trained models (issue 6; label golden): em-pack packs models/<arch>/ (bf16 weights, the
+# tokenizer.model beside config.json) into the build dir, then test_model_golden checks the CPU backend against
+# HF's goldens (models/<arch>/golden.safetensors, tools/goldens/make_model_goldens.py): tokenizer ids,
+# held-out perplexity within 0.5 %, last-position logits of 3 prompts within 1e-4, 32 greedy tokens identical.
+# These prove that the models as shipped run correctly; they are slower (~10 s each) than the tiny fixtures.
+if(TARGET em-pack)
+  set(models_src ${CMAKE_SOURCE_DIR}/models)
+  set(models_dir ${CMAKE_BINARY_DIR}/models)
+  file(MAKE_DIRECTORY ${models_dir})
+  # Sanitizer builds (Debug, no OpenMP: ~15x slower) check the first 256 held-out ids, not all 2014.
+  set(n_heldout 0)
+  if(EM_SANITIZE)
+    set(n_heldout 256)
+  endif()
+  add_executable(test_model_golden test_model_golden.c)
+  target_link_libraries(test_model_golden PRIVATE em_internal em_testutil em_packlib m)
+  foreach(arch hybrid mamba2)
+    # the per-model tokenizer copies (what em-pack finds beside config.json) must be models/tokenizer.model
+    add_test(NAME model_${arch}_tokenizer_copy
+             COMMAND ${CMAKE_COMMAND} -E compare_files ${models_src}/tokenizer.model ${models_src}/${arch}/tokenizer.model)
+    set_tests_properties(model_${arch}_tokenizer_copy PROPERTIES LABELS golden)
+    set(b ${models_dir}/${arch}.emb)
+    add_test(NAME pack_model_${arch} COMMAND em-pack ${models_src}/${arch} -o ${b})
+    set_tests_properties(pack_model_${arch} PROPERTIES LABELS golden FIXTURES_SETUP model_${arch})
+    add_test(NAME model_golden_${arch}
+             COMMAND test_model_golden ${b} ${models_src}/${arch}/golden.safetensors ${models_src}/heldout.txt
+                     ${models_src}/prompts.txt 0.005 1e-4 ${n_heldout})
+    set_tests_properties(model_golden_${arch} PROPERTIES LABELS golden TIMEOUT 300 FIXTURES_REQUIRED model_${arch})
+  endforeach()
+endif()
