@@ -250,13 +250,15 @@ static void usage(FILE *f) {
                "  --ctx N              tokens of attention cache to plan (hybrid models; default 4096)\n"
                "  --bos                put the BOS token first\n"
                "  --no-eos             do not end answers at the end-of-sequence token\n"
-               "  --threads N          CPU threads\n");
+               "  --threads N          CPU threads\n"
+               "  --backend B          auto (default: CUDA when a device runs the model), cpu or cuda\n");
 }
 
 int main(int argc, char **argv) {
     const char *model_path = NULL, *system = NULL, *template_arg = NULL;
     unsigned ctx = 0;
     int threads = 0, bos = 0;
+    em_backend backend = EM_BACKEND_AUTO;
     chat c;
     memset(&c, 0, sizeof c);
     c.go = em_generate_default_options();
@@ -280,6 +282,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--seed") && nx) seed = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(a, "--ctx") && nx) ctx = (unsigned)strtoul(argv[++i], NULL, 10);
         else if (!strcmp(a, "--threads") && nx) threads = atoi(argv[++i]);
+        else if (!strcmp(a, "--backend") && nx) {
+            const char *b = argv[++i];
+            backend = !strcmp(b, "cpu") ? EM_BACKEND_CPU : !strcmp(b, "cuda") ? EM_BACKEND_CUDA : EM_BACKEND_AUTO;
+        }
         else if (!strcmp(a, "--bos")) bos = 1;
         else if (!strcmp(a, "--no-eos")) c.go.stop_at_eos = 0;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
@@ -297,6 +303,7 @@ int main(int argc, char **argv) {
     int rc = 1;
     em_model_options mo = em_model_default_options();
     mo.n_threads = threads;
+    mo.backend = backend;
     em_status st = em_model_open(model_path, &mo, &c.model);
     if (st != EM_OK) { fprintf(stderr, "em-chat: %s: %s\n", em_status_str(st), em_last_error()); return 1; }
     em_session_options so = em_session_default_options();

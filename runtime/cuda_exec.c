@@ -56,6 +56,7 @@ em_status em_cuda_session_decode(struct em_session *s, int32_t tok, float *logit
     return em_fail(EM_ERR_NO_DEVICE, "no CUDA backend");
 }
 em_status em_cuda_session_argmax(struct em_session *s, int32_t *tok) { (void)s; (void)tok; return em_fail(EM_ERR_NO_DEVICE, "no CUDA backend"); }
+em_status em_cuda_session_logits(struct em_session *s, float *dst) { (void)s; (void)dst; return em_fail(EM_ERR_NO_DEVICE, "no CUDA backend"); }
 em_status em_cuda_session_profile(struct em_session *s, int steps, double ms[EM_OP_COUNT], double *graph_ms) {
     (void)s; (void)steps; (void)ms; (void)graph_ms;
     return em_fail(EM_ERR_NO_DEVICE, "no CUDA backend");
@@ -440,6 +441,12 @@ done:
     cs->prof_op = NULL;
     cs->prof_n = cs->prof_cap = 0;
     return st;
+}
+
+em_status em_cuda_session_logits(em_session *s, float *dst) {
+    em_cuda_session *cs = s->cuda;
+    EM_CUDA_CHECK(cudaMemcpyAsync(dst, cs->logits, sizeof(float) * s->dim.vocab, cudaMemcpyDeviceToHost, cs->stream));
+    return em_cuda_sync(cs->stream);
 }
 
 em_status em_cuda_session_argmax(em_session *s, int32_t *tok) {

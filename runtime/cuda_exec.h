@@ -41,6 +41,9 @@ extern const char *const em_cuda_op_names[EM_OP_COUNT];
  *  and it advances the session's state. */
 em_status em_cuda_session_profile(struct em_session *s, int steps, double ms[EM_OP_COUNT], double *graph_ms);
 
+/** Copies the last logits row ([vocab] floats) from the device to dst (host), for the sampler's CPU twin. */
+em_status em_cuda_session_logits(struct em_session *s, float *dst);
+
 /** The greedy id computed on the device by the last step (only 4 bytes cross to the host). */
 em_status em_cuda_session_argmax(struct em_session *s, int32_t *tok);
 

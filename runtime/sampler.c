@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda_exec.h"
 #include "session.h"
 #include "util.h"
 
@@ -262,15 +263,15 @@ em_status em_sampler_check(const em_sampler_options *o) {
 em_status em_sampler_pick(struct em_session *s, const em_sampler_options *o, uint32_t n_valid, int32_t *token,
                           float *logprob) {
     if (!s->have_logits) return em_fail(EM_ERR_BAD_STATE, "sampler: no logits yet (prefill or decode first)");
-    if (s->cuda || !s->sample_p) {
-        /* the device sampler comes with the CUDA decode issue; greedy runs on the device already */
-        if (o->temperature > 0 || o->repeat_penalty != 1.0f)
-            return em_fail(EM_ERR_UNSUPPORTED, "sampler: on the CUDA backend only greedy decoding (temperature 0, no "
-                                               "repetition penalty) is available in this version");
-        if (logprob) *logprob = 0.0f;
-        EM_TRY(em_session_argmax(s, token));
-        em_sampler_push(s, *token);
-        return EM_OK;
+    if (s->cuda) {
+        /* Greedy without log-probabilities runs on the device: only the id crosses to the host. Anything else
+         * brings the logits row over and runs the CPU twin below (a device sampler is future work). */
+        if (o->temperature <= 0 && o->repeat_penalty == 1.0f && !logprob) {
+            EM_TRY(em_session_argmax(s, token));
+            em_sampler_push(s, *token);
+            return EM_OK;
+        }
+        EM_TRY(em_cuda_session_logits(s, s->logits));
     }
     /* the window: the newest repeat_last_n entries of the ring (which ids, not their order, matters) */
     uint32_t k = o->repeat_last_n < s->n_recent ? o->repeat_last_n : s->n_recent;

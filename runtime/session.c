@@ -191,13 +191,25 @@ EM_API em_status em_session_create(em_model *m, const em_session_options *opts, 
     em_session_options o = opts ? *opts : em_session_default_options();
     em_plan_report r;
     EM_TRY(em_plan(m, &o, &r));
-    if (m->backend == EM_BACKEND_CUDA) { /* host side: the struct alone; state and workspace on the device */
-        em_session *s = calloc(1, sizeof *s);
-        if (!s) return em_fail(EM_ERR_OUT_OF_MEMORY, "em_session_create: out of memory");
+    if (m->backend == EM_BACKEND_CUDA) {
+        /* host side: the struct, one logits row and the sampler's rows (the sampler's CPU twin runs on the
+         * row the device sends when a caller asks for more than greedy); state and workspace on the device */
+        em_dims d = em_model_dims(m);
+        size_t c = 0, off_logits, off_sampler;
+        take(&c, sizeof(em_session));
+        off_logits = take(&c, sizeof(float) * d.vocab);
+        off_sampler = take(&c, em_sampler_region_bytes(d.vocab));
+        uint8_t *hb = NULL;
+        if (posix_memalign((void **)&hb, 64, c) != 0 || !hb)
+            return em_fail(EM_ERR_OUT_OF_MEMORY, "em_session_create: cannot allocate %zu host bytes", c);
+        memset(hb, 0, c);
+        em_session *s = (em_session *)hb;
         s->model = m;
-        s->dim = em_model_dims(m);
+        s->dim = d;
         s->T = r.max_prefill_chunk;
         s->owns_block = 1;
+        s->logits = (float *)(hb + off_logits);
+        em_sampler_bind(s, hb + off_sampler);
         em_status st = em_cuda_session_create(s);
         if (st != EM_OK) { free(s); return st; }
         atomic_fetch_add(&m->n_sessions, 1);
