@@ -20,7 +20,7 @@
 static const char *usage =
     "usage:\n"
     "  em-pack MODEL_DIR|MODEL.safetensors|INDEX.json -o OUT.emb [--dtype bf16|f32] [--tokenizer FILE]\n"
-    "                                                      [--no-tokenizer]\n"
+    "                                                      [--no-tokenizer] [--format auto|hf|megatron]\n"
     "  em-pack --random-init CONFIG.json -o OUT.emb [--seed N] [--dtype bf16|f32] [--tokenizer FILE]\n"
     "  em-pack --info FILE.emb [--verify]\n"
     "  em-pack --help | --version\n"
@@ -28,6 +28,8 @@ static const char *usage =
     "Packs a Hugging Face checkpoint (config.json + safetensors; Mamba2ForCausalLM or NemotronHForCausalLM)\n"
     "into an edgemamba blob. Matrices are stored in --dtype (default bf16), norms/conv/A/D/dt_bias in f32.\n"
     "A tokenizer.model (SentencePiece) or tokenizer.json (BPE) beside config.json is stored in the blob.\n"
+    "A Megatron-LM Mamba-2 / hybrid checkpoint converted by tools/pack/megatron_to_safetensors.py\n"
+    "(model.safetensors + megatron_args.json) is recognised by its megatron_args.json, or by --format megatron.\n"
     "--random-init writes random weights with realistic scales for the config's shape (deterministic per\n"
     "--seed). --info prints the header, the config, the strings and the tensor table of a blob\n"
     "(--verify also checks every tensor's checksum). -o and --out are the same option.\n";
@@ -176,7 +178,7 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-        int takes = !strcmp(a, "-o") || !strcmp(a, "--out") || !strcmp(a, "--dtype") || !strcmp(a, "--tokenizer") ||
+        int takes = !strcmp(a, "-o") || !strcmp(a, "--out") || !strcmp(a, "--dtype") || !strcmp(a, "--tokenizer") || !strcmp(a, "--format") ||
                     !strcmp(a, "--seed") || !strcmp(a, "--info") || !strcmp(a, "--random-init");
         if (takes && !next) return usage_error("option %s needs a value", a);
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { printf("%s", usage); return 0; }
@@ -190,6 +192,13 @@ int main(int argc, char **argv) {
         }
         else if (!strcmp(a, "--tokenizer")) o.tokenizer = argv[++i];
         else if (!strcmp(a, "--no-tokenizer")) o.no_tokenizer = 1;
+        else if (!strcmp(a, "--format")) {
+            const char *f = argv[++i];
+            if (!strcmp(f, "auto")) o.format = EM_PACK_FORMAT_AUTO;
+            else if (!strcmp(f, "hf")) o.format = EM_PACK_FORMAT_HF;
+            else if (!strcmp(f, "megatron")) o.format = EM_PACK_FORMAT_MEGATRON;
+            else return usage_error("unknown --format %s (auto, hf, megatron)", f);
+        }
         else if (!strcmp(a, "--seed")) {
             char *end;
             o.seed = strtoull(argv[++i], &end, 0);

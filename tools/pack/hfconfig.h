@@ -16,7 +16,7 @@
 
 #include "blob.h"
 
-typedef enum em_hf_family { EM_HF_MAMBA2 = 1, EM_HF_NEMOTRON_H = 2 } em_hf_family;
+typedef enum em_hf_family { EM_HF_MAMBA2 = 1, EM_HF_NEMOTRON_H = 2, EM_HF_MEGATRON = 3 /* megatron.h */ } em_hf_family;
 
 typedef struct em_hf_config {
     em_hf_family family;

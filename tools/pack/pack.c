@@ -21,6 +21,7 @@
 
 #include "blob.h"
 #include "hfconfig.h"
+#include "megatron.h"
 #include "randinit.h"
 #include "safetensors.h"
 #include "tensors.h"
@@ -33,10 +34,9 @@
 #define PACK_CHUNK (1u << 20)              /* elements per conversion chunk (even: see em_ri_fill) */
 #define PACK_TOKENIZER_MAX (512ull << 20)  /* a tokenizer file larger than this is not a tokenizer */
 
-typedef enum pack_xform {
-    XF_COPY = 0,      /* value as is (dtype converted) */
-    XF_NEG_EXP = 1    /* A = -exp(A_log), in double, rounded once to f32 */
-} pack_xform;
+typedef em_pack_xf pack_xform;   /* megatron.h: copy, A = -exp(A_log), Megatron qkv row gathers */
+#define XF_COPY EM_XF_COPY
+#define XF_NEG_EXP EM_XF_NEG_EXP
 
 typedef struct pack_item {
     em_blob_tensor t;            /* as declared to the writer */
@@ -135,7 +135,7 @@ static em_status plan_build(pack_plan *p, const em_blob_config *c, em_dtype dt) 
  * spellings (first preferred), a leading '=' means no prefix. This is a name map, not a second tensor
  * list: plan_build decides which tensors exist; a field missing here is an internal error.
  */
-static const struct { char kind; const char *field; const char *hf; pack_xform xf; } hf_names[] = {
+static const em_pack_name hf_names[] = {
     {'g', "embd", "embeddings.weight|embedding.weight", XF_COPY},
     {'g', "norm_f", "norm_f.weight", XF_COPY},
     {'g', "head", "=lm_head.weight", XF_COPY},
@@ -159,14 +159,15 @@ static const struct { char kind; const char *field; const char *hf; pack_xform x
 };
 
 /* Finds the source of it among prefixes x spellings; *tried gets the preferred name for messages. */
-static const em_st_tensor *resolve_one(const em_st *st, const pack_item *it, const char *const *prefixes,
-                                       pack_xform *xf, char *tried, size_t cap) {
+static const em_st_tensor *resolve_one(const em_st *st, const pack_item *it, const em_pack_name *names,
+                                       size_t n_names, const char *const *prefixes, pack_xform *xf, char *tried,
+                                       size_t cap) {
     const char *pat = NULL;
     tried[0] = 0;
-    for (size_t i = 0; i < sizeof hf_names / sizeof hf_names[0]; i++)
-        if (hf_names[i].kind == it->kind && !strcmp(hf_names[i].field, it->field)) {
-            pat = hf_names[i].hf;
-            *xf = hf_names[i].xf;
+    for (size_t i = 0; i < n_names; i++)
+        if (names[i].kind == it->kind && !strcmp(names[i].field, it->field)) {
+            pat = names[i].src;
+            *xf = names[i].xf;
         }
     if (!pat) return NULL;
     int no_prefix = pat[0] == '=';
@@ -192,9 +193,17 @@ static const em_st_tensor *resolve_one(const em_st *st, const pack_item *it, con
     return NULL;
 }
 
-/* The source shape each blob tensor accepts: the blob shape, except conv1d weights stored [C, 1, K]. */
-static int shape_ok(const pack_item *it, const em_st_tensor *s) {
+/* Rows of Megatron's fused linear_qkv weight: (heads + 2 kv heads) * head_dim. */
+static uint64_t qkv_rows(const em_blob_config *c) {
+    return (uint64_t)(c->attn_n_head + 2u * c->attn_n_kv_head) * c->attn_head_dim;
+}
+
+/* The source shape each blob tensor accepts: the blob shape, except conv1d weights stored [C, 1, K] and
+ * Megatron's wq / wk / wv, which come out of the fused qkv matrix [qkv_rows, d]. */
+static int shape_ok(const pack_item *it, const em_st_tensor *s, const em_blob_config *c) {
     const uint64_t *b = it->t.shape;
+    if (it->xf >= EM_XF_QKV_Q)
+        return s->n_dims == 2 && s->shape[0] == qkv_rows(c) && s->shape[1] == b[1];
     if (!strcmp(it->field, "conv_w") && s->n_dims == 3)
         return s->shape[0] == b[0] && s->shape[1] == 1 && s->shape[2] == b[1];
     if (s->n_dims != it->t.n_dims) return 0;
@@ -202,10 +211,15 @@ static int shape_ok(const pack_item *it, const em_st_tensor *s) {
     return 1;
 }
 
-static em_status plan_resolve(pack_plan *p, const em_st *st, em_hf_family fam, uint32_t *n_unused) {
+static em_status plan_resolve(pack_plan *p, const em_st *st, em_hf_family fam, const em_blob_config *c,
+                              uint32_t *n_unused) {
     static const char *const pfx_mamba2[] = {"backbone.", "model.", "", NULL};
     static const char *const pfx_nemo[] = {"model.", "backbone.", "", NULL};
-    const char *const *prefixes = fam == EM_HF_NEMOTRON_H ? pfx_nemo : pfx_mamba2;
+    static const char *const pfx_megatron[] = {"", NULL};
+    const char *const *prefixes = fam == EM_HF_NEMOTRON_H ? pfx_nemo : fam == EM_HF_MEGATRON ? pfx_megatron
+                                                                                           : pfx_mamba2;
+    const em_pack_name *names = fam == EM_HF_MEGATRON ? em_megatron_names : hf_names;
+    size_t n_names = fam == EM_HF_MEGATRON ? em_megatron_n_names : sizeof hf_names / sizeof hf_names[0];
     size_t n_src = em_st_count(st);
     unsigned char *used = calloc(n_src ? n_src : 1, 1);
     if (!used) return em_fail(EM_ERR_OUT_OF_MEMORY, "em-pack: out of memory");
@@ -214,18 +228,20 @@ static em_status plan_resolve(pack_plan *p, const em_st *st, em_hf_family fam, u
     for (uint32_t i = 0; i < p->n && s == EM_OK; i++) {
         pack_item *it = &p->items[i];
         char tried[256];
-        const em_st_tensor *src = resolve_one(st, it, prefixes, &it->xf, tried, sizeof tried);
+        const em_st_tensor *src = resolve_one(st, it, names, n_names, prefixes, &it->xf, tried, sizeof tried);
         if (!tried[0]) {
             s = em_fail(EM_ERR_INTERNAL, "em-pack: no HF name for blob tensor %s (kind '%c')", it->t.name, it->kind);
         } else if (!src) {
             s = em_fail(EM_ERR_NOT_FOUND, "checkpoint has no tensor %s (needed for blob tensor %s)", tried, it->t.name);
-        } else if (!shape_ok(it, src)) {
+        } else if (!shape_ok(it, src, c)) {
             char got[160], want[160];
-            uint64_t w[3] = {it->t.shape[0], 1, it->t.shape[1]};
-            int conv = !strcmp(it->field, "conv_w");
+            int conv = !strcmp(it->field, "conv_w"), qkv = it->xf >= EM_XF_QKV_Q;
+            uint64_t w[3] = {qkv ? qkv_rows(c) : it->t.shape[0], 1, it->t.shape[1]};
+            if (qkv) w[1] = it->t.shape[1];
             s = em_fail(EM_ERR_FORMAT, "%s: tensor %s has shape %s, expected %s", src->file, src->name,
                         em_st_shape_str(src->shape, src->n_dims, got, sizeof got),
                         conv ? em_st_shape_str(w, 3, want, sizeof want)
+                        : qkv ? em_st_shape_str(w, 2, want, sizeof want)
                              : em_st_shape_str(it->t.shape, it->t.n_dims, want, sizeof want));
         } else if (src->dtype != EM_ST_F32 && src->dtype != EM_ST_BF16 && src->dtype != EM_ST_F16 &&
                    src->dtype != EM_ST_F64) {
@@ -237,7 +253,7 @@ static em_status plan_resolve(pack_plan *p, const em_st *st, em_hf_family fam, u
         }
     }
     /* A tied head needs no lm_head, but a checkpoint that still carries it is not "unknown". */
-    const em_st_tensor *lm = em_st_find(st, "lm_head.weight");
+    const em_st_tensor *lm = em_st_find(st, fam == EM_HF_MEGATRON ? "output_layer.weight" : "lm_head.weight");
     if (lm) used[em_st_index(st, lm)] = 1;
 
     /* Tensors nobody asked for: a warning that lists them (a sign of a config/checkpoint mismatch). */
@@ -246,6 +262,8 @@ static em_status plan_resolve(pack_plan *p, const em_st *st, em_hf_family fam, u
     size_t o = 0;
     for (size_t i = 0; i < n_src && s == EM_OK; i++) {
         if (used[i]) continue;
+        size_t nl = strlen(em_st_at(st, i)->name);   /* Transformer Engine metadata, not a weight */
+        if (nl >= 13 && !strcmp(em_st_at(st, i)->name + nl - 13, "._extra_state")) continue;
         if (n_un < 8 && o < sizeof list)
             o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", n_un ? ", " : "", em_st_at(st, i)->name);
         n_un++;
@@ -306,8 +324,36 @@ static double load_f64(const em_st_tensor *s, uint64_t i) {
     return (double)f;
 }
 
-static em_status stream_checkpoint_tensor(pack_stream *ps, const pack_item *it) {
+/* fbuf[0, n) converted to the item's dtype and written. */
+static em_status stream_flush(pack_stream *ps, const pack_item *it, size_t n) {
+    if (it->t.dtype == EM_DTYPE_F32) return stream_write(ps, it, ps->fbuf, (uint64_t)n * 4);
+    uint16_t *ob = ps->obuf;
+    for (size_t i = 0; i < n; i++) ob[i] = em_f32_to_bf16(ps->fbuf[i]);   /* round to nearest even */
+    return stream_write(ps, it, ob, (uint64_t)n * 2);
+}
+
+/* Megatron wq / wk / wv: each blob row is one row of the fused qkv matrix (em_megatron_qkv_row), gathered
+ * through fbuf (rows longer than a chunk go in pieces). */
+static em_status stream_qkv_tensor(pack_stream *ps, const pack_item *it, const em_blob_config *c) {
     const em_st_tensor *s = it->src;
+    uint64_t rows = it->t.shape[0], cols = it->t.shape[1];
+    size_t fill = 0;
+    for (uint64_t r = 0; r < rows; r++) {
+        uint64_t src_off = em_megatron_qkv_row(it->xf, r, c->attn_n_head, c->attn_n_kv_head, c->attn_head_dim) * cols;
+        for (uint64_t col = 0; col < cols;) {
+            size_t n = (size_t)(cols - col < PACK_CHUNK - fill ? cols - col : PACK_CHUNK - fill);
+            load_f32(s, src_off + col, n, ps->fbuf + fill);
+            fill += n;
+            col += n;
+            if (fill == PACK_CHUNK) { EM_TRY(stream_flush(ps, it, fill)); fill = 0; }
+        }
+    }
+    return fill ? stream_flush(ps, it, fill) : EM_OK;
+}
+
+static em_status stream_checkpoint_tensor(pack_stream *ps, const pack_item *it, const em_blob_config *c) {
+    const em_st_tensor *s = it->src;
+    if (it->xf >= EM_XF_QKV_Q) return stream_qkv_tensor(ps, it, c);
     int same = it->xf == XF_COPY && ((s->dtype == EM_ST_F32 && it->t.dtype == EM_DTYPE_F32) ||
                                      (s->dtype == EM_ST_BF16 && it->t.dtype == EM_DTYPE_BF16));
     size_t esz = em_dtype_size(it->t.dtype);
@@ -468,7 +514,7 @@ static em_status stream_all(const pack_plan *p, const em_blob_config *cfg, const
     if (s == EM_OK && tok_size) s = em_blob_writer_set_tokenizer(ps.w, tok, tok_size);
     for (uint32_t i = 0; i < p->n && s == EM_OK; i++) s = em_blob_writer_add_tensor(ps.w, &p->items[i].t, NULL);
     if (s == EM_OK && random) s = stream_random_all(&ps, p, cfg);
-    for (uint32_t i = 0; i < p->n && s == EM_OK && !random; i++) s = stream_checkpoint_tensor(&ps, &p->items[i]);
+    for (uint32_t i = 0; i < p->n && s == EM_OK && !random; i++) s = stream_checkpoint_tensor(&ps, &p->items[i], cfg);
     if (s == EM_OK) s = em_blob_writer_finish(ps.w);
     else if (ps.w) em_blob_writer_abort(ps.w);
     free(ps.fbuf);
@@ -574,18 +620,33 @@ em_status em_pack_checkpoint(const char *src, const char *out_path, const em_pac
     char *dir = source_dir(src);
     if (!dir) return em_fail(EM_ERR_OUT_OF_MEMORY, "em-pack: out of memory");
     char cfg_path[4200];
-    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir);
+    snprintf(cfg_path, sizeof cfg_path, "%s/" EM_MEGATRON_ARGS_FILE, dir);
+    int megatron = o.format == EM_PACK_FORMAT_MEGATRON ||
+                   (o.format == EM_PACK_FORMAT_AUTO && stat(cfg_path, &sb) == 0 && S_ISREG(sb.st_mode));
+    if (!megatron) snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir);
 
     em_hf_config *h = calloc(1, sizeof *h);
     em_st *st = NULL;
     pack_plan p = {0};
     pack_extras x = {0};
     uint32_t n_unused = 0;
-    em_status s = h ? em_hf_config_load(cfg_path, h) : em_fail(EM_ERR_OUT_OF_MEMORY, "em-pack: out of memory");
-    if (s == EM_OK) s = em_st_open(src, &st);
-    if (s == EM_OK && !(h->cfg.flags & EM_CFG_TIED_EMBEDDINGS) && !em_st_find(st, "lm_head.weight")) {
+    em_status s = h ? EM_OK : em_fail(EM_ERR_OUT_OF_MEMORY, "em-pack: out of memory");
+    const char *head_name = megatron ? "output_layer.weight" : "lm_head.weight";
+    if (s == EM_OK && !megatron) {
+        s = em_hf_config_load(cfg_path, h);
+        if (s == EM_OK) s = em_st_open(src, &st);
+    } else if (s == EM_OK) {
+        /* Megatron: the vocabulary is the embedding's rows (the padded vocab), so the tensors come first. */
+        s = em_st_open(src, &st);
+        const em_st_tensor *e = s == EM_OK ? em_st_find(st, em_megatron_names[0].src) : NULL;
+        if (s == EM_OK && (!e || e->n_dims != 2))
+            s = em_fail(EM_ERR_NOT_FOUND, "%s: no 2-d tensor %s: not a Megatron checkpoint", src,
+                        em_megatron_names[0].src);
+        if (s == EM_OK) s = em_megatron_config_load(cfg_path, e->shape[0], h);
+    }
+    if (s == EM_OK && !(h->cfg.flags & EM_CFG_TIED_EMBEDDINGS) && !em_st_find(st, head_name)) {
         /* HF drops lm_head from checkpoints whose head is tied, whatever the config says. */
-        EM_LOG_I("em-pack: %s has no lm_head.weight: the output head is tied to the embedding", src);
+        EM_LOG_I("em-pack: %s has no %s: the output head is tied to the embedding", src, head_name);
         h->cfg.flags |= EM_CFG_TIED_EMBEDDINGS;
     }
     if (s == EM_OK) s = load_extras(dir, &o, &x);
@@ -600,7 +661,7 @@ em_status em_pack_checkpoint(const char *src, const char *out_path, const em_pac
         }
         s = plan_build(&p, &cfg, o.dtype);
     }
-    if (s == EM_OK) s = plan_resolve(&p, st, h->family, &n_unused);
+    if (s == EM_OK) s = plan_resolve(&p, st, h->family, &cfg, &n_unused);
     if (s == EM_OK) s = stream_all(&p, &cfg, x.tok, x.tok_size, out_path, &o, 0);
     if (s == EM_OK) finish_stats(stats, &p, out_path, t0, n_unused);
     free(p.items);

@@ -18,12 +18,17 @@
 /* Called as bytes are written: done of total tensor-data bytes. */
 typedef void (*em_pack_progress_fn)(uint64_t done, uint64_t total, void *user);
 
+/* The checkpoint's naming and config: auto (default) is Megatron when megatron_args.json lies beside the
+ * safetensors, else HF (config.json). */
+typedef enum em_pack_format { EM_PACK_FORMAT_AUTO = 0, EM_PACK_FORMAT_HF = 1, EM_PACK_FORMAT_MEGATRON = 2 } em_pack_format;
+
 typedef struct em_pack_options {
     em_dtype dtype;               /* matrices: EM_DTYPE_BF16 (default) or EM_DTYPE_F32; small tensors are f32 */
     const char *tokenizer;        /* a tokenizer file (.model: SentencePiece, .json: BPE); NULL (default): the
                                      tokenizer.model or tokenizer.json beside config.json, if any */
     int no_tokenizer;             /* 1: store none even if one is found (default 0) */
     uint64_t seed;                /* em_pack_random: PRNG seed (default 0) */
+    em_pack_format format;        /* em_pack_checkpoint: EM_PACK_FORMAT_AUTO (default) */
     em_pack_progress_fn progress; /* NULL (default): none */
     void *progress_user;
 } em_pack_options;
@@ -40,10 +45,12 @@ typedef struct em_pack_stats {
 em_pack_options em_pack_default_options(void);
 
 /** Packs a checkpoint: src is a directory holding config.json and model.safetensors (or a sharded index),
- *  or a .safetensors / .index.json file with config.json beside it. stats may be NULL.
+ *  or a .safetensors / .index.json file with config.json beside it. A Megatron-LM checkpoint (opts->format,
+ *  or megatron_args.json beside the safetensors: tools/pack/megatron_to_safetensors.py writes both) is read
+ *  with megatron_args.json in place of config.json and Megatron's names (megatron.h). stats may be NULL.
  *  @return EM_OK; EM_ERR_NOT_FOUND (a file, or a tensor the config needs: its HF name is in the message);
  *  EM_ERR_FORMAT (malformed file, a tensor with the wrong shape or a non-float dtype: file and tensor named);
- *  EM_ERR_UNSUPPORTED (a model feature edgemamba does not run); EM_ERR_IO. On failure no output file is left. */
+ *  EM_ERR_UNSUPPORTED (a model feature edgemamba does not run, a tensor-parallel Megatron checkpoint); EM_ERR_IO. On failure no output file is left. */
 em_status em_pack_checkpoint(const char *src, const char *out_path, const em_pack_options *opts,
                              em_pack_stats *stats);
 
