@@ -26,7 +26,11 @@ extern "C" {
  *  weights take a slower path. The planner calls this at load; the launcher checks it again. */
 int em_cuda_linear_supported(const em_linear_args *a);
 /** Queues y[n_tok, n_out] = x[n_tok, n_in] W^T on `stream` (device pointers). y is written, never
- *  accumulated. n_tok == 0 or n_out == 0 queues nothing. @return as the launchers above. */
+ *  accumulated; deterministic (no atomics, fixed summation order for a given shape and device). No scratch,
+ *  no allocation, no host synchronisation: safe inside a stream capture (its first call on a device makes
+ *  host-only attribute queries, as em_cuda_argmax does). flags & EM_LINEAR_W_CONST: launched as a programmatic
+ *  dependent of the previous kernel on the stream (sm_90+; W must not be written by that kernel).
+ *  n_tok == 0 or n_out == 0 queues nothing. @return as the launchers above. */
 em_status em_cuda_linear(const em_linear_args *a, void *stream);
 
 /* ---- the Mamba-2 step's small ops ------------------------------------------------------------------------
@@ -79,6 +83,21 @@ em_status em_cuda_ssm_path(const em_ssm_args *a, void *stream, int path);
 /** em_cuda_argmax with `blocks` = 1 (the one-block path) or 8 (the cluster: EM_ERR_UNSUPPORTED before
  *  sm_90); 0 = what em_cuda_argmax picks. */
 em_status em_cuda_argmax_path(const float *x, uint32_t n, int32_t *out_dev, void *stream, int blocks);
+
+/** The BF16 vector path's variants (kernels/linear.cu: the defaults, plus alternatives in -DEM_LIN_SWEEP
+ *  builds), for tests/test_linear_cuda.c --sweep. */
+typedef struct em_linear_variant {
+    int nt;            /* tokens per launch it takes (exactly) */
+    int rows_per_warp, loads_per_row, k_split, warps;
+    int regs, local_bytes, blocks_per_sm; /* registers and local memory (runtime), resident blocks per SM */
+    const char *name;
+} em_linear_variant;
+/** @return the number of variants; fills *out for 0 <= i < that number (host queries only). */
+int em_cuda_linear_variant_info(int i, em_linear_variant *out);
+/** @return the variant em_cuda_linear takes for these arguments' first token group, -1 for the fallback. */
+int em_cuda_linear_default_variant(const em_linear_args *a);
+/** em_cuda_linear on variant i; EM_ERR_UNSUPPORTED unless its nt == n_tok and the vector path applies. */
+em_status em_cuda_linear_variant(const em_linear_args *a, void *stream, int i);
 
 /* ---- the roofline reference (kernels/bandwidth.cu) ------------------------------------------------------ */
 /** Queues one read-only pass over `bytes` (16-byte aligned buffer) with 8 blocks per SM.

@@ -25,16 +25,43 @@
  *      x_stride % 4 != 0, or n_in % 8 != 0: then the rows themselves start at 2-byte offsets, so a per-row
  *      "vector body + scalar tail" is not possible; the packer pads n_in to a multiple of 8 for this).
  *      H100, median of 50: in_proj 81% of the measured read bandwidth, out_proj 64%, head 96%.
- *   v1.1 (this file) RPW 4 -> 2 for NT <= 2 (EM_LIN_RPW_SMALL): twice the blocks (out_proj 256 -> 512 on 132 SMs), so
- *      more loads in flight and a finer last wave. in_proj 81 -> 90%, out_proj 64 -> 77%, head 96 -> 98%
+ *   v1.1 RPW 4 -> 2 for NT <= 2: twice the blocks (out_proj 256 -> 512 on 132 SMs), so more loads in
+ *      flight and a finer last wave. in_proj 81 -> 90%, out_proj 64 -> 77%, head 96 -> 98%
  *      (RPW 1: 88%, 77%, 97%). The rest is 4-7 us per call whatever the size: a fixed cost (launch,
  *      ramp, last wave), not the stream rate; whether CUDA graphs hide it is not measured yet.
- *   v2 (planned, decided by --perf): NT 3..8 (70% at NT 5): stage x in shared memory to take the x
- *      re-reads off L1; split-K for short-and-wide shapes like out_proj (4096 rows).
+ *   v2 (this file) What the SASS of v1.1 showed (nvdisasm): ptxas did not keep "RPW * U loads, then the
+ *      FMAs". It reused each W register as soon as its FMAs were done, so the loop issued 4 loads, waited
+ *      for the first, then issued the rest: about half a batch in flight and two memory latencies per
+ *      iteration. Now two batches live in registers (wa, wb): the next batch is loaded, behind its own
+ *      branch, before the current one is used, so up to 2 * RPW * U loads are in flight (SASS: 8 LDG.NA
+ *      then the FMAs of the other batch). In-block split-K (KS warps share a row group, partial sums added
+ *      in shared memory in a fixed order: deterministic, no scratch) sets the block size independently of
+ *      the row length. The variant is chosen per call from the shape and the occupancy (em_lin_pick):
+ *      NT 1: RPW 2, U 4; KS 1 when that grid fits in one wave of resident blocks (out_proj: every warp
+ *      streams 2 whole rows and all finish together), else KS 4 (2 rows, 16 KB, a block: the block
+ *      scheduler balances the last wave; in_proj, head). NT 2: RPW 2, U 2, KS 2. NT 3..8: RPW 4 (x read
+ *      from L1 once per 4 rows), U 2; KS 2 when the KS 1 grid fits in one wave (too few warps otherwise).
+ *      Programmatic dependent launch with EM_LINEAR_W_CONST (opt-in): the block triggers its dependents at
+ *      entry and waits on the grid dependency before the first x load.
+ *      H100 (test_linear_cuda --sweep, 2 runs, both within 0.5 us), us single launch / in a graph / behind
+ *      the rmsnorm or gated_norm that writes x (what the decode step sees), v1.1 -> v2:
+ *      in_proj 55.0 / 52.4 / 52.6 -> 53.3 / 50.4 / 50.5 (98.5% of the read pass in the chain);
+ *      out_proj 29.3 / 26.4 / 26.3 -> 27.1 / 23.7 / 24.2 (90.7%); head 137.8 / 134.9 / 135.0 ->
+ *      134.6 / 131.7 / 131.6 (102%: the GEMV outruns the 2 GiB read pass it is judged by);
+ *      NT 2 in_proj / out_proj 53.2 / 28.2 -> 51.7 / 23.9 (graph); NT 5 66.0 / 30.6 -> 57.1 / 28.6;
+ *      NT 8 88.2 / 46.3 -> 76.6 / 42.6. Tried and left: U 8 or RPW 4 at NT 1 (168 registers, fewer
+ *      warps: no gain or worse), 8-warp blocks (same), L2 evict_first policy and L2::256B prefetch
+ *      (within 0.2 us), a single register buffer (the v1.1 schedule). The GEMV-to-GEMV graph with
+ *      W_CONST shows what PDL across the whole step could give (in_proj 49.8, head 131.1, out_proj 22.5
+ *      to 23.0 with more blocks), but behind a kernel that does not trigger early it gives nothing
+ *      (chain +/- 0.1 us), and a single-wave GEMV whose dependent starts early (out_proj KS 1 followed by
+ *      a GEMV) loses 2 us to the unevenly placed early blocks.
  *
  * Build: part of the library with -DEM_CUDA=ON. Standalone, with the resource report (registers, spills):
  *   nvcc -O3 -std=c++17 -arch=sm_90 -Xptxas -v -Iinclude -Ikernels -Iruntime -Iplatform \
  *        -c kernels/linear.cu -o /tmp/linear.o
+ * Tuning build (every variant in em_lin_variants, for test_linear_cuda --sweep): add -DEM_LIN_SWEEP
+ * (cmake -DCMAKE_CUDA_FLAGS=-DEM_LIN_SWEEP in a build folder of its own).
  * Resource report for sm_90 (nvcc 13.0): docs/gpu.md.
  */
 #ifndef EM_HAVE_CUDA
@@ -50,7 +77,7 @@
 
 #include <cuda_runtime.h>
 
-#include <type_traits>
+#include <atomic>
 
 #include "cuda_ops.h"
 extern "C" {
@@ -59,31 +86,42 @@ extern "C" {
 
 // ---- launch geometry ---------------------------------------------------------------------------------
 
-#define EM_LIN_WARPS 4                      /* warps per block: small blocks = a fine-grained last wave */
-#define EM_LIN_THREADS (EM_LIN_WARPS * 32)
-#define EM_LIN_MAX_NT 8                     /* tokens per launch of the vector kernel */
+#define EM_LIN_MAX_NT 8      /* tokens per launch of the vector kernel */
+#define EM_LIN_GEN_WARPS 4   /* the fallback's warps per block */
+#define EM_LIN_MAX_DEVICES 64
 
-/* Rows per warp and 16-byte loads per row ahead, per token-group size: RPW * U = 8 loads in flight per
- * lane. EM_LIN_RPW_SMALL (rows per warp for NT <= 2: 1, 2 or 4) is a tuning knob, 2 by measurement (v1.1;
- * docs/gpu.md). NT > 2 stays at 2 rows so that acc[NT][RPW] + the loaded W fit in ~80 registers. */
-#ifndef EM_LIN_RPW_SMALL
-#define EM_LIN_RPW_SMALL 2
-#endif
-template <int NT> struct em_lin_cfg {
-    static constexpr int RPW = NT <= 2 ? EM_LIN_RPW_SMALL : 2;
-    static constexpr int U = 8 / RPW;
-};
+/* A vector-path variant: NT tokens, RPW rows per warp, U 16-byte loads per row in a batch (RPW * U loads a
+ * batch, two batches in flight), KS warps sharing a row group (in-block split-K: warp k of a group takes the
+ * row's 512-byte chunks k, k + KS, ...; the KS partial sums meet in shared memory and are added in a fixed
+ * order, so the result is deterministic and no scratch is needed), NW warps per block. */
 
 // ---- device helpers ----------------------------------------------------------------------------------
 
 /* 16 bytes of W, read once: the non-coherent path without L1 allocation, so W streams past L1 and x
- * (re-read by every warp) stays there. */
+ * (re-read by every warp) stays there. volatile: the first batch stays above the grid-dependency wait in the
+ * PTX, and the loads of a batch go out together, in the order written. (L2 hints, an evict_first policy or
+ * the 256-byte prefetch, changed nothing measurable: docs/gpu.md, v2.) */
 static __device__ __forceinline__ uint4 em_ld_stream(const uint4 *p) {
     uint4 v;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-        : "l"(p));
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
     return v;
+}
+
+/* Programmatic dependent launch (sm_90+; no-ops when the grid was launched without the attribute, or has no
+ * such dependent). wait: returns once the preceding kernel has completed and its writes are visible; every
+ * block executes it before it reads x or writes y. trigger: lets a dependent grid launched with the attribute
+ * start as soon as every block of this one has started (it waits for our completion itself). */
+static __device__ __forceinline__ void em_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void em_pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
 }
 
 /* bf16 is the top half of an f32: element 2i is the low half of word i (little-endian), 2i+1 the high. */
@@ -113,27 +151,57 @@ static __device__ __forceinline__ float em_warp_sum(float v) {
 static __device__ __forceinline__ float em_w_to_f32(float w) { return w; }
 static __device__ __forceinline__ float em_w_to_f32(uint16_t w) { return __uint_as_float((uint32_t)w << 16); }
 
-// ---- v1: bf16 vector GEMV, NT tokens -----------------------------------------------------------------
+/* One batch: RPW rows x U 16-byte chunks of W, chunk u of row r at wr[r] + v + VS * u. */
+template <int RPW, int U, uint32_t VS>
+static __device__ __forceinline__ void em_lin_load(uint4 (&dst)[RPW][U], const uint4 *const (&wr)[RPW], uint32_t v) {
+#pragma unroll
+    for (int r = 0; r < RPW; r++)
+#pragma unroll
+        for (int u = 0; u < U; u++) dst[r][u] = em_ld_stream(wr[r] + v + VS * u);
+}
+
+/* acc[t][r] += the batch's chunks . x[t] (x read through L1, reused across the RPW rows). */
+template <int NT, int RPW, int U, uint32_t VS>
+static __device__ __forceinline__ void em_lin_fma(float (&acc)[NT][RPW], const uint4 (&wv)[RPW][U],
+                                                  const float *__restrict__ x, uint32_t x_stride, uint32_t v) {
+#pragma unroll
+    for (int u = 0; u < U; u++)
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            const float4 *xp = reinterpret_cast<const float4 *>(x + (size_t)t * x_stride) + 2 * (v + VS * u);
+            const float4 a = __ldg(xp), b = __ldg(xp + 1);
+#pragma unroll
+            for (int r = 0; r < RPW; r++) acc[t][r] = em_dot8(acc[t][r], wv[r][u], a, b);
+        }
+}
+
+// ---- v2: bf16 vector GEMV, NT tokens -----------------------------------------------------------------
 
 /* Preconditions (checked by the launcher): w and x 16-byte aligned, n_in % 8 == 0, x_stride % 4 == 0.
- * Grid: ceil(n_out / (EM_LIN_WARPS * RPW)) blocks of EM_LIN_THREADS. */
-template <int NT>
-__global__ void __launch_bounds__(EM_LIN_THREADS)
+ * Grid: ceil(n_out / (NW / KS * RPW)) blocks of NW * 32 threads. */
+template <int NT, int RPW, int U, int KS, int NW>
+__global__ void __launch_bounds__(NW * 32)
 em_linear_bf16_vec(const uint4 *__restrict__ w,   /* [n_out, n_in / 8] (8 bf16 per uint4) */
                    const float *__restrict__ x,   /* [NT, n_in], row stride x_stride */
                    float *__restrict__ y,         /* [NT, n_out], row stride y_stride */
                    uint32_t n_in, uint32_t n_out, uint32_t x_stride, uint32_t y_stride) {
-    constexpr int RPW = em_lin_cfg<NT>::RPW, U = em_lin_cfg<NT>::U;
+    static_assert(NW % KS == 0 && NT * RPW <= 32, "a group's KS warps in one block; one store lane per sum");
+    constexpr int GROUPS = NW / KS;   /* row groups per block */
+    constexpr uint32_t VS = 32u * KS; /* a lane's stride (in 16-byte vectors) between its chunks of a row */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const uint32_t row0 = (blockIdx.x * EM_LIN_WARPS + warp) * RPW;
-    if (row0 >= n_out) return; /* whole warps leave together: no block barrier below */
-    const uint32_t nv = n_in / 8;
+    const int ks = warp % KS, g = warp / KS;
+    const uint32_t row0 = (blockIdx.x * GROUPS + g) * RPW;
+    /* A group past n_out (last block only) loads nothing but still meets the block barrier and the wait. */
+    const uint32_t nv = row0 < n_out ? n_in / 8 : 0;
 
-    /* Rows past n_out (last warp only) re-read the last row, so that the loop has no per-row branch;
-     * their results are not stored. */
+    em_pdl_trigger();
+
+    /* Rows past n_out (last group only) re-read the last row, so that the loop has no per-row branch; their
+     * results are not stored. */
     const uint4 *wr[RPW];
 #pragma unroll
-    for (int r = 0; r < RPW; r++) wr[r] = w + (size_t)min(row0 + r, n_out - 1) * nv;
+    for (int r = 0; r < RPW; r++) wr[r] = w + (size_t)min(row0 + r, n_out - 1) * (n_in / 8);
+    const uint4 *const(&wrc)[RPW] = wr;
 
     float acc[NT][RPW];
 #pragma unroll
@@ -141,63 +209,89 @@ em_linear_bf16_vec(const uint4 *__restrict__ w,   /* [n_out, n_in / 8] (8 bf16 p
 #pragma unroll
         for (int r = 0; r < RPW; r++) acc[t][r] = 0.0f;
 
-    /* Lane `lane` takes vectors lane, lane + 32, ... of each row. Main loop: U of them per row, all
-     * RPW * U loads issued before the first is used. */
-    uint32_t v = lane;
-    for (; v + 32 * (U - 1) < nv; v += 32 * U) {
-        uint4 wv[RPW][U];
-#pragma unroll
-        for (int r = 0; r < RPW; r++)
-#pragma unroll
-            for (int u = 0; u < U; u++) wv[r][u] = em_ld_stream(wr[r] + v + 32 * u);
-#pragma unroll
-        for (int u = 0; u < U; u++)
-#pragma unroll
-            for (int t = 0; t < NT; t++) {
-                const float4 *xp = reinterpret_cast<const float4 *>(x + (size_t)t * x_stride) + 2 * (v + 32 * u);
-                const float4 a = __ldg(xp), b = __ldg(xp + 1);
-#pragma unroll
-                for (int r = 0; r < RPW; r++) acc[t][r] = em_dot8(acc[t][r], wv[r][u], a, b);
-            }
+    /* Lane `lane` of split ks takes vectors ks * 32 + lane + j * VS of each row, U of them per row in a
+     * batch. Two batches in registers (wa, wb): the next batch's RPW * U loads are issued before the current
+     * one is used, each behind its own branch, so that the compiler can neither sink them below the FMAs nor
+     * reuse the registers of the batch in use (with one buffer it reloads each register right after its
+     * FMAs, and only half a batch is in flight). The first batch (W only: never written by the preceding
+     * kernel) is issued before the grid-dependency wait, x after it. */
+    uint32_t v = (uint32_t)ks * 32u + lane;
+    uint4 wa[RPW][U], wb[RPW][U];
+    bool full = v + VS * (U - 1) < nv;
+    if (full) em_lin_load<RPW, U, VS>(wa, wrc, v);
+    em_pdl_wait();
+    while (full) {
+        uint32_t vn = v + VS * U;
+        bool next = vn + VS * (U - 1) < nv;
+        if (next) em_lin_load<RPW, U, VS>(wb, wrc, vn);
+        em_lin_fma<NT, RPW, U, VS>(acc, wa, x, x_stride, v);
+        v = vn;
+        if (!next) break;
+        vn = v + VS * U;
+        next = vn + VS * (U - 1) < nv;
+        if (next) em_lin_load<RPW, U, VS>(wa, wrc, vn);
+        em_lin_fma<NT, RPW, U, VS>(acc, wb, x, x_stride, v);
+        v = vn;
+        full = next;
     }
-    /* Remainder: fewer than 32 * U vectors were left for this warp; one at a time. */
-    for (; v < nv; v += 32) {
-        uint4 wv[RPW];
+    /* Remainder: fewer than U chunks were left for this lane; one at a time. */
+    for (; v < nv; v += VS) {
+        uint4 w1[RPW];
 #pragma unroll
-        for (int r = 0; r < RPW; r++) wv[r] = em_ld_stream(wr[r] + v);
+        for (int r = 0; r < RPW; r++) w1[r] = em_ld_stream(wr[r] + v);
 #pragma unroll
         for (int t = 0; t < NT; t++) {
             const float4 *xp = reinterpret_cast<const float4 *>(x + (size_t)t * x_stride) + 2 * v;
             const float4 a = __ldg(xp), b = __ldg(xp + 1);
 #pragma unroll
-            for (int r = 0; r < RPW; r++) acc[t][r] = em_dot8(acc[t][r], wv[r], a, b);
+            for (int r = 0; r < RPW; r++) acc[t][r] = em_dot8(acc[t][r], w1[r], a, b);
         }
     }
 
-    /* Every lane ends with every sum; lane t * RPW + r stores (t, r), so the NT * RPW <= 32 stores of a
-     * warp go out in one instruction. */
+    /* Every lane ends with every sum of its warp; lane t * RPW + r owns (t, r), so the NT * RPW <= 32 stores
+     * of a warp go out in one instruction. */
+    if constexpr (KS == 1) {
 #pragma unroll
-    for (int t = 0; t < NT; t++)
+        for (int t = 0; t < NT; t++)
 #pragma unroll
-        for (int r = 0; r < RPW; r++) {
-            const float s = em_warp_sum(acc[t][r]);
-            if (lane == t * RPW + r && row0 + r < n_out) y[(size_t)t * y_stride + row0 + r] = s;
+            for (int r = 0; r < RPW; r++) {
+                const float s = em_warp_sum(acc[t][r]);
+                if (lane == t * RPW + r && row0 + r < n_out) y[(size_t)t * y_stride + row0 + r] = s;
+            }
+    } else {
+        __shared__ float part[KS][GROUPS][NT * RPW];
+#pragma unroll
+        for (int t = 0; t < NT; t++)
+#pragma unroll
+            for (int r = 0; r < RPW; r++) {
+                const float s = em_warp_sum(acc[t][r]);
+                if (lane == t * RPW + r) part[ks][g][t * RPW + r] = s;
+            }
+        __syncthreads();
+        if (ks == 0 && lane < NT * RPW) {
+            float s = part[0][g][lane];
+#pragma unroll
+            for (int k = 1; k < KS; k++) s += part[k][g][lane]; /* fixed order: deterministic */
+            const uint32_t t = (uint32_t)lane / RPW, r = (uint32_t)lane % RPW;
+            if (row0 + r < n_out) y[(size_t)t * y_stride + row0 + r] = s;
         }
+    }
 }
+
 
 // ---- fallback: any dtype layout, any alignment, any n_tok --------------------------------------------
 
 /* Warp per row; lane k reads elements k, k + 32, ... (coalesced, but 2 or 4 bytes a lane). Tokens in
  * groups of 8 held in registers; the row is re-read per group (from L1/L2: a row is <= a few tens of KB).
- * T: float (F32 weights) or uint16_t (bf16 bits). */
+ * T: float (F32 weights) or uint16_t (bf16 bits). Launched without PDL (no grid-dependency wait needed). */
 template <typename T>
-__global__ void __launch_bounds__(EM_LIN_THREADS)
+__global__ void __launch_bounds__(EM_LIN_GEN_WARPS * 32)
 em_linear_generic(const T *__restrict__ w,       /* [n_out, n_in] */
                   const float *__restrict__ x,   /* [n_tok, n_in], row stride x_stride */
                   float *__restrict__ y,         /* [n_tok, n_out], row stride y_stride */
                   uint32_t n_tok, uint32_t n_in, uint32_t n_out, uint32_t x_stride, uint32_t y_stride) {
     const int lane = threadIdx.x & 31;
-    const uint32_t row = blockIdx.x * EM_LIN_WARPS + (threadIdx.x >> 5);
+    const uint32_t row = blockIdx.x * EM_LIN_GEN_WARPS + (threadIdx.x >> 5);
     if (row >= n_out) return;
     const T *wr = w + (size_t)row * n_in;
 
@@ -224,16 +318,134 @@ em_linear_generic(const T *__restrict__ w,       /* [n_out, n_in] */
     }
 }
 
-// ---- launchers -----------------------------------------------------------------------------------------
+// ---- the variant table ---------------------------------------------------------------------------------
 
-/* f(std::integral_constant<int, nt>) for nt in 1..EM_LIN_MAX_NT: one switch for all instantiations
- * (STYLE.md lesson 11), none copy-pasted. */
-template <int N = 1, typename F> static void em_with_nt(int nt, F &&f) {
-    if constexpr (N <= EM_LIN_MAX_NT) {
-        if (nt == N) f(std::integral_constant<int, N>{});
-        else em_with_nt<N + 1>(nt, f);
+typedef void (*em_lin_kernel)(const uint4 *, const float *, float *, uint32_t, uint32_t, uint32_t, uint32_t);
+
+typedef struct em_lin_variant {
+    int nt, rpw, u, ks, nw;
+    em_lin_kernel k;
+    const char *name;
+} em_lin_variant;
+
+#define EM_LIN_V(NT, RPW, U, KS, NW)                                                                          \
+    { NT, RPW, U, KS, NW, em_linear_bf16_vec<NT, RPW, U, KS, NW>, "nt" #NT " rpw" #RPW " u" #U " ks" #KS " w" #NW }
+
+/* The defaults come first (em_lin_pick: indices fixed below); what follows them is instantiated only in the
+ * tuning builds (-DEM_LIN_SWEEP, test_linear_cuda --sweep). */
+enum { EM_LIN_V1_ONE_WAVE = 0, EM_LIN_V1_WAVES = 1, EM_LIN_V2 = 2, EM_LIN_V3_WAVES = 3, EM_LIN_V3_ONE_WAVE = 9 };
+static const em_lin_variant em_lin_variants[] = {
+    EM_LIN_V(1, 2, 4, 1, 4), /* 0: NT 1, the grid fits in one wave (out_proj) */
+    EM_LIN_V(1, 2, 4, 4, 4), /* 1: NT 1, several waves: 2 rows (16 KB at n_in 4096) a block (in_proj, head) */
+    EM_LIN_V(2, 2, 2, 2, 4), /* 2: NT 2 */
+    EM_LIN_V(3, 4, 2, 1, 4), /* 3..8: NT 3..8, several waves */
+    EM_LIN_V(4, 4, 2, 1, 4),
+    EM_LIN_V(5, 4, 2, 1, 4),
+    EM_LIN_V(6, 4, 2, 1, 4),
+    EM_LIN_V(7, 4, 2, 1, 4),
+    EM_LIN_V(8, 4, 2, 1, 4),
+    EM_LIN_V(3, 4, 2, 2, 4), /* 9..14: NT 3..8, the KS 1 grid fits in one wave: twice the warps */
+    EM_LIN_V(4, 4, 2, 2, 4),
+    EM_LIN_V(5, 4, 2, 2, 4),
+    EM_LIN_V(6, 4, 2, 2, 4),
+    EM_LIN_V(7, 4, 2, 2, 4),
+    EM_LIN_V(8, 4, 2, 2, 4),
+#ifdef EM_LIN_SWEEP
+    EM_LIN_V(1, 1, 4, 4, 4),
+    EM_LIN_V(1, 1, 4, 1, 4),
+    EM_LIN_V(1, 2, 4, 1, 8),
+    EM_LIN_V(1, 1, 8, 4, 4),
+    EM_LIN_V(2, 2, 4, 1, 4),
+    EM_LIN_V(2, 4, 2, 1, 4),
+    EM_LIN_V(3, 2, 2, 2, 4),
+    EM_LIN_V(5, 2, 2, 1, 4),
+    EM_LIN_V(8, 2, 2, 1, 4),
+    EM_LIN_V(8, 4, 2, 4, 4),
+#endif
+};
+#define EM_LIN_N_VARIANTS ((int)(sizeof em_lin_variants / sizeof em_lin_variants[0]))
+
+/* Per device: SM count and each variant's resident blocks per SM, worked out once on the first call from
+ * cudaFuncGetAttributes and device attributes (host queries that queue nothing, as argmax's: they are also
+ * made inside the executor's stream capture, where its first em_cuda_linear call happens); 0 until known. */
+typedef struct em_lin_dev {
+    std::atomic<int> ready; /* 0 unknown, 1 filled */
+    std::atomic<int> sms, cc_major;
+    std::atomic<int> bps[EM_LIN_N_VARIANTS];
+} em_lin_dev;
+static em_lin_dev em_lin_devs[EM_LIN_MAX_DEVICES];
+
+static const em_lin_dev *em_lin_dev_info(void) {
+    static em_lin_dev none; /* all zero: unknown device */
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= EM_LIN_MAX_DEVICES) {
+        cudaGetLastError();
+        return &none;
     }
+    em_lin_dev *d = &em_lin_devs[dev];
+    if (d->ready.load(std::memory_order_acquire)) return d;
+    int sms = 0, major = 0, regs = 0, threads = 0, blocks = 0;
+    if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&regs, cudaDevAttrMaxRegistersPerMultiprocessor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&threads, cudaDevAttrMaxThreadsPerMultiProcessor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&blocks, cudaDevAttrMaxBlocksPerMultiprocessor, dev) != cudaSuccess) {
+        cudaGetLastError();
+        return &none;
+    }
+    for (int i = 0; i < EM_LIN_N_VARIANTS; i++) {
+        const em_lin_variant *V = &em_lin_variants[i];
+        cudaFuncAttributes fa;
+        int b = 0;
+        if (cudaFuncGetAttributes(&fa, (const void *)V->k) == cudaSuccess) {
+            /* registers are allocated per warp in units of 256 (8 a thread); shared memory (<= 512 B) never
+             * limits these kernels */
+            const int per_warp = (fa.numRegs + 7) / 8 * 8 * 32;
+            b = blocks;
+            if (per_warp > 0 && regs / (V->nw * per_warp) < b) b = regs / (V->nw * per_warp);
+            if (threads / (V->nw * 32) < b) b = threads / (V->nw * 32);
+        } else {
+            cudaGetLastError();
+        }
+        d->bps[i].store(b, std::memory_order_relaxed);
+    }
+    d->sms.store(sms, std::memory_order_relaxed);
+    d->cc_major.store(major, std::memory_order_relaxed);
+    d->ready.store(1, std::memory_order_release); /* two threads racing here store the same values */
+    return d;
 }
+
+static uint32_t em_lin_blocks(int vi, uint32_t n_out) {
+    const em_lin_variant *V = &em_lin_variants[vi];
+    const uint32_t rows_per_block = (uint32_t)(V->nw / V->ks * V->rpw);
+    return (n_out + rows_per_block - 1) / rows_per_block;
+}
+
+/* Does variant vi's grid for n_out rows fit in one wave of resident blocks? (Unknown occupancy: no.) */
+static int em_lin_one_wave(const em_lin_dev *d, int vi, uint32_t n_out) {
+    const long slots = (long)d->sms.load(std::memory_order_relaxed) * d->bps[vi].load(std::memory_order_relaxed);
+    return slots > 0 && (long)em_lin_blocks(vi, n_out) <= slots;
+}
+
+/* The variant em_cuda_linear takes for a group of nt tokens (index into em_lin_variants). Measured on the H100
+ * (docs/gpu.md, v2): NT 1 single-wave grids (out_proj) are best whole-row per warp (KS 1: every warp streams
+ * 2 rows end to end, all finish together); grids of several waves are best in small blocks (KS 4: 2 rows a
+ * block, so the block scheduler balances the last wave; in_proj, head), as long as a warp still gets a full
+ * batch (32 * KS * U 16-byte vectors a row). NT 3..8 is the other way round: with ~170 registers a thread a
+ * single-wave KS 1 grid has too few warps, so KS 2 doubles them. */
+static int em_lin_pick(int nt, uint32_t n_out, uint32_t n_in) {
+    const em_lin_dev *d = em_lin_dev_info();
+    const uint32_t nv = n_in / 8;
+    if (nt == 1)
+        return em_lin_one_wave(d, EM_LIN_V1_ONE_WAVE, n_out) || nv < 32u * 4 * 4 ? EM_LIN_V1_ONE_WAVE
+                                                                                 : EM_LIN_V1_WAVES;
+    if (nt == 2) return EM_LIN_V2;
+    return (em_lin_one_wave(d, EM_LIN_V3_WAVES + nt - 3, n_out) && nv >= 32u * 2 * 2 ? EM_LIN_V3_ONE_WAVE
+                                                                                     : EM_LIN_V3_WAVES) +
+           nt - 3;
+}
+
+// ---- launchers -----------------------------------------------------------------------------------------
 
 static int em_aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
 
@@ -245,53 +457,114 @@ extern "C" int em_cuda_linear_supported(const em_linear_args *a) {
     return 1;
 }
 
-static em_status em_linear_launched(const char *kernel, const em_linear_args *a) {
-    const cudaError_t e = cudaGetLastError();
+static em_status em_linear_launched(const char *kernel, const em_linear_args *a, cudaError_t e) {
+    if (e == cudaSuccess) e = cudaGetLastError();
+    else cudaGetLastError(); /* clear it */
     if (e == cudaSuccess) return EM_OK;
     return em_fail(EM_ERR_DEVICE, "em_cuda_linear: launch of %s (n_tok %u, n_in %u, n_out %u) failed: %s: %s",
                    kernel, a->n_tok, a->n_in, a->n_out, cudaGetErrorName(e), cudaGetErrorString(e));
 }
 
-extern "C" em_status em_cuda_linear(const em_linear_args *a, void *stream) {
+/* One launch of variant `vi` for nt == em_lin_variants[vi].nt tokens of x / y. */
+static em_status em_lin_launch(int vi, const em_linear_args *a, const float *x, float *y, uint32_t xs, uint32_t ys,
+                               cudaStream_t s) {
+    const em_lin_variant *V = &em_lin_variants[vi];
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(em_lin_blocks(vi, a->n_out));
+    cfg.blockDim = dim3((unsigned)V->nw * 32u);
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    if ((a->flags & EM_LINEAR_W_CONST) && em_lin_dev_info()->cc_major.load(std::memory_order_relaxed) >= 9) {
+        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.attrs = attr;
+        cfg.numAttrs = 1;
+    }
+    const cudaError_t e = cudaLaunchKernelEx(&cfg, V->k, (const uint4 *)a->w, x, y, a->n_in, a->n_out, xs, ys);
+    return em_linear_launched(V->name, a, e);
+}
+
+static em_status em_lin_check(const em_linear_args *a) {
     if (!a) return em_fail(EM_ERR_INVALID_ARG, "em_cuda_linear: args is NULL");
-    if (a->n_tok == 0 || a->n_out == 0) return EM_OK;
     if (!em_cuda_linear_supported(a))
         return em_fail(a->w_dtype == EM_DTYPE_BF16 || a->w_dtype == EM_DTYPE_F32 ? EM_ERR_INVALID_ARG
                                                                                    : EM_ERR_UNSUPPORTED,
                        "em_cuda_linear: unsupported arguments (w_dtype %d, n_in %u, n_out %u, x_stride %u, "
                        "y_stride %u, pointers %s)", (int)a->w_dtype, a->n_in, a->n_out, a->x_stride, a->y_stride,
                        a->w && a->x && a->y ? "set" : "NULL");
+    return EM_OK;
+}
+
+static int em_lin_vec_ok(const em_linear_args *a, uint32_t xs) {
+    return a->w_dtype == EM_DTYPE_BF16 && a->n_in % 8 == 0 && xs % 4 == 0 && em_aligned16(a->w) &&
+           em_aligned16(a->x);
+}
+
+extern "C" em_status em_cuda_linear(const em_linear_args *a, void *stream) {
+    if (a && (a->n_tok == 0 || a->n_out == 0)) return EM_OK;
+    EM_TRY(em_lin_check(a));
 
     cudaStream_t s = (cudaStream_t)stream;
     const uint32_t xs = a->x_stride ? a->x_stride : a->n_in, ys = a->y_stride ? a->y_stride : a->n_out;
 
-    const int vec = a->w_dtype == EM_DTYPE_BF16 && a->n_in % 8 == 0 && xs % 4 == 0 && em_aligned16(a->w) &&
-                    em_aligned16(a->x);
-    if (!vec) {
-        const unsigned blocks = (a->n_out + EM_LIN_WARPS - 1) / EM_LIN_WARPS;
+    if (!em_lin_vec_ok(a, xs)) {
+        const unsigned blocks = (a->n_out + EM_LIN_GEN_WARPS - 1) / EM_LIN_GEN_WARPS;
         if (a->w_dtype == EM_DTYPE_F32) {
-            em_linear_generic<float><<<blocks, EM_LIN_THREADS, 0, s>>>(
+            em_linear_generic<float><<<blocks, EM_LIN_GEN_WARPS * 32, 0, s>>>(
                 (const float *)a->w, a->x, a->y, a->n_tok, a->n_in, a->n_out, xs, ys);
-            return em_linear_launched("em_linear_generic<float>", a);
+            return em_linear_launched("em_linear_generic<float>", a, cudaSuccess);
         }
-        em_linear_generic<uint16_t><<<blocks, EM_LIN_THREADS, 0, s>>>(
+        em_linear_generic<uint16_t><<<blocks, EM_LIN_GEN_WARPS * 32, 0, s>>>(
             (const uint16_t *)a->w, a->x, a->y, a->n_tok, a->n_in, a->n_out, xs, ys);
-        return em_linear_launched("em_linear_generic<bf16>", a);
+        return em_linear_launched("em_linear_generic<bf16>", a, cudaSuccess);
     }
 
     /* Vector path: one launch per group of up to 8 tokens. */
     em_status st = EM_OK;
     for (uint32_t t0 = 0; t0 < a->n_tok && st == EM_OK; t0 += EM_LIN_MAX_NT) {
         const int nt = (int)min(a->n_tok - t0, (uint32_t)EM_LIN_MAX_NT);
-        const float *x = a->x + (size_t)t0 * xs;
-        float *y = a->y + (size_t)t0 * ys;
-        em_with_nt(nt, [&](auto NT) {
-            constexpr int rows_per_block = EM_LIN_WARPS * em_lin_cfg<NT>::RPW;
-            const unsigned blocks = (a->n_out + rows_per_block - 1) / rows_per_block;
-            em_linear_bf16_vec<NT><<<blocks, EM_LIN_THREADS, 0, s>>>((const uint4 *)a->w, x, y, a->n_in, a->n_out,
-                                                                     xs, ys);
-            st = em_linear_launched("em_linear_bf16_vec", a);
-        });
+        st = em_lin_launch(em_lin_pick(nt, a->n_out, a->n_in), a, a->x + (size_t)t0 * xs, a->y + (size_t)t0 * ys, xs,
+                           ys, s);
     }
     return st;
+}
+
+// ---- test and tuning hooks ------------------------------------------------------------------------------
+
+extern "C" int em_cuda_linear_variant_info(int i, em_linear_variant *out) {
+    if (i < 0 || i >= EM_LIN_N_VARIANTS || !out) return EM_LIN_N_VARIANTS;
+    const em_lin_variant *V = &em_lin_variants[i];
+    memset(out, 0, sizeof *out);
+    out->nt = V->nt;
+    out->rows_per_warp = V->rpw;
+    out->loads_per_row = V->u;
+    out->k_split = V->ks;
+    out->warps = V->nw;
+    out->name = V->name;
+    cudaFuncAttributes fa;
+    if (cudaFuncGetAttributes(&fa, (const void *)V->k) == cudaSuccess) {
+        out->regs = fa.numRegs;
+        out->local_bytes = (int)fa.localSizeBytes;
+    } else {
+        cudaGetLastError();
+    }
+    out->blocks_per_sm = em_lin_dev_info()->bps[i].load(std::memory_order_relaxed);
+    return EM_LIN_N_VARIANTS;
+}
+
+extern "C" int em_cuda_linear_default_variant(const em_linear_args *a) {
+    if (!a || a->n_tok == 0 || !em_cuda_linear_supported(a)) return -1;
+    const uint32_t xs = a->x_stride ? a->x_stride : a->n_in;
+    if (!em_lin_vec_ok(a, xs)) return -1;
+    return em_lin_pick((int)min(a->n_tok, (uint32_t)EM_LIN_MAX_NT), a->n_out, a->n_in);
+}
+
+extern "C" em_status em_cuda_linear_variant(const em_linear_args *a, void *stream, int i) {
+    if (a && (a->n_tok == 0 || a->n_out == 0)) return EM_OK;
+    EM_TRY(em_lin_check(a));
+    const uint32_t xs = a->x_stride ? a->x_stride : a->n_in, ys = a->y_stride ? a->y_stride : a->n_out;
+    if (i < 0 || i >= EM_LIN_N_VARIANTS || (uint32_t)em_lin_variants[i].nt != a->n_tok || !em_lin_vec_ok(a, xs))
+        return em_fail(EM_ERR_UNSUPPORTED, "em_cuda_linear_variant: variant %d cannot take n_tok %u here", i,
+                       a->n_tok);
+    return em_lin_launch(i, a, a->x, a->y, xs, ys, (cudaStream_t)stream);
 }

@@ -28,7 +28,12 @@ typedef struct em_linear_args {
     float *y;             /* [n_tok, n_out], row stride y_stride (written, never accumulated) */
     uint32_t n_tok, n_in, n_out;
     uint32_t x_stride, y_stride;
+    uint32_t flags;       /* EM_LINEAR_*; 0 (the default) = none. The twin ignores them. */
 } em_linear_args;
+/* flags: W is not written by the kernel queued just before this call on the same stream (model weights
+ * are constant), so the CUDA launcher may start as that kernel's programmatic dependent (sm_90+): its blocks
+ * begin streaming W while that kernel finishes, and read x / write y only after it has completed. */
+#define EM_LINEAR_W_CONST 1u
 
 /* ---- RMSNorm with the residual add fused ------------------------------------------------------------ */
 typedef struct em_rmsnorm_args {

@@ -29,8 +29,8 @@ CM
 "$CMAKE" -S "$WORK/consumer" -B "$WORK/consumer/build" -DCMAKE_PREFIX_PATH="$WORK/prefix" >/dev/null
 "$CMAKE" --build "$WORK/consumer/build" >/dev/null
 lib=$(dirname "$(find "$WORK/prefix" -name 'libedgemamba.so' | head -1)")
-LD_LIBRARY_PATH=$lib "$WORK/consumer/build/consumer"
+LD_LIBRARY_PATH=$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$WORK/consumer/build/consumer"
 pc=$(dirname "$(find "$WORK/prefix" -name edgemamba.pc | head -1)")
 cc "$WORK/consumer/main.c" $(PKG_CONFIG_PATH=$pc pkg-config --cflags --libs edgemamba) -o "$WORK/consumer/pc"
-LD_LIBRARY_PATH=$lib "$WORK/consumer/pc"
+LD_LIBRARY_PATH=$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$WORK/consumer/pc"
 echo "test_install: 1 passed, 0 failed"

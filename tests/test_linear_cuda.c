@@ -11,11 +11,22 @@
  *   ctest -L gpu --output-on-failure         # label gpu; built only with -DEM_CUDA=ON
  *   build-gpu/tests/test_linear_cuda         # the same, directly
  *   build-gpu/tests/test_linear_cuda --perf  # + times the big shapes: us | GB/s | % of read and copy bandwidth
+ *   build-gpu/tests/test_linear_cuda --sweep # + checks and times every vector-path variant linear.cu was built
+ *                                            #   with (all of them only with -DEM_LIN_SWEEP; tuning runs)
  *
  * --perf measures its own references in the same run: a 1 GiB device-to-device cudaMemcpy (bytes read +
  * written) and a read-only reduction over a 2 GiB buffer (tests/gpu_bw.cu; the roofline a weight-streaming
  * GEMV is judged against). Each shape is timed with cudaEvents around each of 50 launches after 5 warm-ups
- * (median reported), rotating among enough weight copies to stream >= 4x the L2, so no run reads W from L2.
+ * (median reported), rotating among enough weight copies to stream >= 4x the L2, so no run reads W from L2;
+ * then per launch inside a CUDA graph of 20 launches (median of 10 replays: the launch gaps the executor's graph
+ * sees), without and with EM_LINEAR_W_CONST (programmatic dependent launch: each GEMV may start while the one
+ * before it finishes); and for the n_tok 1 decode shapes, the GEMV behind the small kernel that writes its x in
+ * the decode step (rmsnorm before in_proj and the head, gated_norm before out_proj), pair time minus the small
+ * kernel alone, without and with the flag.
+ *
+ * Every bf16 vector-path case is also run behind an rmsnorm that writes its x (x poisoned first) with
+ * EM_LINEAR_W_CONST, on a stream and inside a graph, and checked against rmsnorm's and linear's twins: the
+ * GEMV must read x only after the kernel before it has completed.
  */
 #include <math.h>
 #include <stdint.h>
@@ -36,6 +47,8 @@
 #define TOL_BF16 1e-2   /* bf16 limit; the real figure (~1e-6) is printed per case */
 #define PERF_WARMUP 5
 #define PERF_REPS 50
+#define GRAPH_LAUNCHES 20 /* launches captured in one graph */
+#define GRAPH_REPS 10     /* graph replays timed: median per launch */
 #define LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* tests/gpu_bw.cu: one read-only pass over `bytes` of buf; returns the launch's cudaError_t. */
@@ -61,18 +74,35 @@ static const lin_case cases[] = {
     { .n_out = 50288, .n_in = 4096, .n_tok = 1, .dtype = BF16, .perf = 1, .what = "LM head (vocab 50288)" },
     // token groups: every NT instantiation of the vector kernel, and n_tok > 8 (host loop over groups)
     { .n_out = 18560, .n_in = 4096, .n_tok = 2, .dtype = BF16, .perf = 1, .what = "in_proj, 2 sequences" },
+    { .n_out = 4096,  .n_in = 8192, .n_tok = 2, .dtype = BF16, .perf = 1, .what = "out_proj, 2 sequences" },
     { .n_out = 18560, .n_in = 4096, .n_tok = 5, .dtype = BF16, .perf = 1, .what = "in_proj, 5 sequences" },
+    { .n_out = 4096,  .n_in = 8192, .n_tok = 5, .dtype = BF16, .perf = 1, .what = "out_proj, 5 sequences" },
+    { .n_out = 18560, .n_in = 4096, .n_tok = 3, .dtype = BF16, .perf = 1, .what = "in_proj, 3 sequences" },
+    { .n_out = 18560, .n_in = 4096, .n_tok = 8, .dtype = BF16, .perf = 1, .what = "in_proj, 8 sequences" },
+    { .n_out = 4096,  .n_in = 8192, .n_tok = 8, .dtype = BF16, .perf = 1, .what = "out_proj, 8 sequences" },
     { .n_out = 4096,  .n_in = 8192, .n_tok = 40, .dtype = BF16, .perf = 1, .what = "out_proj, 40 tokens (5 x 8)" },
+    { .n_out = 2003,  .n_in = 4096, .n_tok = 3, .dtype = BF16, .what = "2003 rows, NT 3" },
+    { .n_out = 2003,  .n_in = 4096, .n_tok = 4, .dtype = BF16, .what = "2003 rows, NT 4" },
+    { .n_out = 2003,  .n_in = 4096, .n_tok = 6, .dtype = BF16, .what = "2003 rows, NT 6" },
+    { .n_out = 2003,  .n_in = 4096, .n_tok = 7, .dtype = BF16, .what = "2003 rows, NT 7" },
+    { .n_out = 2003,  .n_in = 4096, .n_tok = 8, .dtype = BF16, .what = "2003 rows, NT 8" },
     { .n_out = 324,   .n_in = 64,   .n_tok = 1, .dtype = BF16, .what = "tiny fixture, decode (324 % 16 rows)" },
+    { .n_out = 324,   .n_in = 64,   .n_tok = 2, .dtype = BF16, .what = "tiny fixture, NT 2" },
     { .n_out = 324,   .n_in = 64,   .n_tok = 3, .dtype = BF16, .what = "tiny fixture, NT 3" },
     { .n_out = 324,   .n_in = 64,   .n_tok = 4, .dtype = BF16, .what = "tiny fixture, NT 4" },
+    { .n_out = 324,   .n_in = 64,   .n_tok = 5, .dtype = BF16, .what = "tiny fixture, NT 5" },
     { .n_out = 324,   .n_in = 64,   .n_tok = 6, .dtype = BF16, .what = "tiny fixture, NT 6" },
     { .n_out = 324,   .n_in = 64,   .n_tok = 7, .dtype = BF16, .what = "tiny fixture, NT 7" },
     { .n_out = 324,   .n_in = 64,   .n_tok = 8, .dtype = BF16, .what = "tiny fixture, NT 8" },
     { .n_out = 324,   .n_in = 64,   .n_tok = 40, .dtype = BF16, .what = "tiny fixture, prompt of 40" },
-    // edges of the vector path: main loop + remainder, strides, and each fallback condition
+    // edges of the vector path: main loop + remainder, split-K groups past n_out, strides, each fallback
     { .n_out = 1000,  .n_in = 4104, .n_tok = 2, .dtype = BF16, .what = "n_in / 8 = 513 vectors: remainder loop" },
+    { .n_out = 1001,  .n_in = 8200, .n_tok = 1, .dtype = BF16, .what = "n_in / 8 = 1025, 1001 rows" },
+    { .n_out = 999,   .n_in = 8200, .n_tok = 5, .dtype = BF16, .what = "n_in / 8 = 1025, NT 5" },
+    { .n_out = 3,     .n_in = 8192, .n_tok = 1, .dtype = BF16, .what = "3 rows: groups past n_out" },
+    { .n_out = 5,     .n_in = 2048, .n_tok = 2, .dtype = BF16, .what = "5 rows, NT 2" },
     { .n_out = 333,   .n_in = 512,  .n_tok = 3, .dtype = BF16, .x_pad = 4, .y_pad = 5, .what = "strided x, y" },
+    { .n_out = 333,   .n_in = 4096, .n_tok = 1, .dtype = BF16, .x_pad = 4, .y_pad = 5, .what = "strided x, y, NT 1" },
     { .n_out = 4096,  .n_in = 4100, .n_tok = 1, .dtype = BF16, .what = "odd n_in 4100: fallback (rows unaligned)" },
     { .n_out = 77,    .n_in = 4100, .n_tok = 9, .dtype = BF16, .what = "odd n_in, 9 tokens: fallback groups" },
     { .n_out = 257,   .n_in = 1024, .n_tok = 2, .dtype = BF16, .x_off = 1, .what = "x misaligned: fallback" },
@@ -99,6 +129,11 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof v[0], cmp_double);
+    return v[n / 2];
+}
+
 /* The device buffers of one case; w_dev[0] is the checked copy, w_dev[1..] are copies for --perf. */
 typedef struct lin_dev {
     void *w_alloc[8];
@@ -113,9 +148,28 @@ static void lin_dev_free(lin_dev *d) {
     memset(d, 0, sizeof *d);
 }
 
-/* Median time of PERF_REPS launches of em_cuda_linear (after PERF_WARMUP), an event between each two,
- * rotating through n_args argument sets (the weight copies). */
-static em_status time_linear(const em_linear_args *args, int n_args, double *median_us) {
+/* variant < 0: em_cuda_linear's own choice; else that vector-path variant. */
+static em_status launch_gemv(const em_linear_args *a, int variant, void *stream) {
+    return variant < 0 ? em_cuda_linear(a, stream) : em_cuda_linear_variant(a, stream, variant);
+}
+
+/* The small kernel that writes the GEMV's x in the decode step (--perf chains): kind 1 rmsnorm, 2 gated_norm. */
+typedef struct prelude {
+    int kind;
+    em_rmsnorm_args rn;
+    em_gated_norm_args gn;
+} prelude;
+
+static em_status launch_prelude(const prelude *p, void *stream) {
+    if (!p || p->kind == 0) return EM_OK;
+    return p->kind == 1 ? em_cuda_rmsnorm(&p->rn, stream) : em_cuda_gated_norm(&p->gn, stream);
+}
+
+// ---- timers (--perf) -------------------------------------------------------------------------------------
+
+/* Median time of PERF_REPS single launches (after PERF_WARMUP), an event pair around each, rotating through
+ * n_args argument sets (the weight copies). */
+static em_status time_launches(const em_linear_args *args, int n_args, int variant, cudaStream_t s, double *us) {
     cudaEvent_t ev[PERF_REPS + 1];
     double ms[PERF_REPS];
     int n_ev = 0;
@@ -124,12 +178,12 @@ static em_status time_linear(const em_linear_args *args, int n_args, double *med
     for (; n_ev <= PERF_REPS && e == cudaSuccess; n_ev++) e = cudaEventCreate(&ev[n_ev]);
     if (e != cudaSuccess) n_ev--; /* the failed one was not created */
     for (int i = 0; i < PERF_WARMUP && e == cudaSuccess && st == EM_OK; i++)
-        st = em_cuda_linear(&args[i % n_args], NULL);
+        st = launch_gemv(&args[i % n_args], variant, s);
     for (int i = 0; i < PERF_REPS && e == cudaSuccess && st == EM_OK; i++) {
-        e = cudaEventRecord(ev[i], NULL);
-        if (e == cudaSuccess) st = em_cuda_linear(&args[i % n_args], NULL);
+        e = cudaEventRecord(ev[i], s);
+        if (e == cudaSuccess) st = launch_gemv(&args[i % n_args], variant, s);
     }
-    if (e == cudaSuccess && st == EM_OK) e = cudaEventRecord(ev[PERF_REPS], NULL);
+    if (e == cudaSuccess && st == EM_OK) e = cudaEventRecord(ev[PERF_REPS], s);
     if (e == cudaSuccess && st == EM_OK) e = cudaEventSynchronize(ev[PERF_REPS]);
     for (int i = 0; i < PERF_REPS && e == cudaSuccess && st == EM_OK; i++) {
         float f = 0;
@@ -139,8 +193,82 @@ static em_status time_linear(const em_linear_args *args, int n_args, double *med
     if (e != cudaSuccess && st == EM_OK) st = em_cuda_fail(e, "cudaEvent* around em_cuda_linear", __FILE__, __LINE__);
     for (int i = 0; i < n_ev; i++) cudaEventDestroy(ev[i]);
     if (st != EM_OK) return st;
-    qsort(ms, PERF_REPS, sizeof ms[0], cmp_double);
-    *median_us = 1e3 * ms[PERF_REPS / 2];
+    *us = 1e3 * median(ms, PERF_REPS);
+    return EM_OK;
+}
+
+/* Per launch inside a graph of GRAPH_LAUNCHES launches (median of GRAPH_REPS replays): each launch is the
+ * prelude (if any), then (with gemv) the GEMV on args[i % n_args] with `flags`. */
+static em_status time_graph(const em_linear_args *args, int n_args, int variant, uint32_t flags, const prelude *pre,
+                            int gemv, cudaStream_t s, double *us) {
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t ge = NULL;
+    cudaEvent_t ev[GRAPH_REPS + 1];
+    double ms[GRAPH_REPS];
+    int n_ev = 0;
+    em_status st = EM_OK;
+    cudaError_t e = cudaSuccess;
+    for (; n_ev <= GRAPH_REPS && e == cudaSuccess; n_ev++) e = cudaEventCreate(&ev[n_ev]);
+    if (e != cudaSuccess) {
+        n_ev--;
+        st = em_cuda_fail(e, "cudaEventCreate", __FILE__, __LINE__);
+        goto done;
+    }
+    e = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) {
+        st = em_cuda_fail(e, "cudaStreamBeginCapture", __FILE__, __LINE__);
+        goto done;
+    }
+    for (int i = 0; i < GRAPH_LAUNCHES && st == EM_OK; i++) {
+        st = launch_prelude(pre, s);
+        if (st == EM_OK && gemv) {
+            em_linear_args a = args[i % n_args];
+            a.flags = flags;
+            st = launch_gemv(&a, variant, s);
+        }
+    }
+    e = cudaStreamEndCapture(s, &g); /* always ends the capture, even after a failed launch */
+    if (st != EM_OK) goto done;
+    if (e == cudaSuccess) e = cudaGraphInstantiate(&ge, g, 0);
+    for (int i = 0; i < 3 && e == cudaSuccess; i++) e = cudaGraphLaunch(ge, s);
+    for (int i = 0; i < GRAPH_REPS && e == cudaSuccess; i++) {
+        e = cudaEventRecord(ev[i], s);
+        if (e == cudaSuccess) e = cudaGraphLaunch(ge, s);
+    }
+    if (e == cudaSuccess) e = cudaEventRecord(ev[GRAPH_REPS], s);
+    if (e == cudaSuccess) e = cudaEventSynchronize(ev[GRAPH_REPS]);
+    for (int i = 0; i < GRAPH_REPS && e == cudaSuccess; i++) {
+        float f = 0;
+        e = cudaEventElapsedTime(&f, ev[i], ev[i + 1]);
+        ms[i] = f;
+    }
+    if (e != cudaSuccess) st = em_cuda_fail(e, "graph of em_cuda_linear", __FILE__, __LINE__);
+    else *us = 1e3 * median(ms, GRAPH_REPS) / GRAPH_LAUNCHES;
+done:
+    if (ge) cudaGraphExecDestroy(ge);
+    if (g) cudaGraphDestroy(g);
+    for (int i = 0; i < n_ev; i++) cudaEventDestroy(ev[i]);
+    return st;
+}
+
+typedef struct perf_fig {
+    double launch, graph, graph_pdl; /* us per GEMV: single launches; in a graph, without / with W_CONST */
+    double chain, chain_pdl;         /* us per GEMV behind its prelude (pair minus prelude alone); 0 = none */
+} perf_fig;
+
+static em_status time_all(const em_linear_args *args, int n_args, int variant, const prelude *pre, double pre_us,
+                          cudaStream_t s, perf_fig *f) {
+    memset(f, 0, sizeof *f);
+    EM_TRY(time_launches(args, n_args, variant, s, &f->launch));
+    EM_TRY(time_graph(args, n_args, variant, 0, NULL, 1, s, &f->graph));
+    EM_TRY(time_graph(args, n_args, variant, EM_LINEAR_W_CONST, NULL, 1, s, &f->graph_pdl));
+    if (pre && pre->kind) {
+        double us = 0;
+        EM_TRY(time_graph(args, n_args, variant, 0, pre, 1, s, &us));
+        f->chain = us - pre_us;
+        EM_TRY(time_graph(args, n_args, variant, EM_LINEAR_W_CONST, pre, 1, s, &us));
+        f->chain_pdl = us - pre_us;
+    }
     return EM_OK;
 }
 
@@ -175,8 +303,7 @@ static em_status time_bw(int kind, char *buf, size_t bytes, unsigned *sink, int 
     cudaEventDestroy(a);
     cudaEventDestroy(b);
     if (st != EM_OK) return st;
-    qsort(ms, (size_t)reps, sizeof ms[0], cmp_double);
-    *ms_out = ms[reps / 2];
+    *ms_out = median(ms, reps);
     return EM_OK;
 }
 
@@ -203,12 +330,131 @@ static em_status measure_bw(int sms, bw_ref *bw) {
 
 typedef struct perf_row {
     const lin_case *c;
-    double us, gbps;
+    perf_fig f;
+    double bytes;
 } perf_row;
 
-/* Checks case c; with perf != 0 and c->perf, also times it into *row (row->us stays 0 otherwise). */
-static void run_case(const lin_case *c, em_rng *rng, int perf, size_t l2_bytes, perf_row *row) {
-    char dims[64], label[160];
+#define MAX_ROWS 512
+static perf_row g_rows[MAX_ROWS]; /* the --perf table: default rows, then (--sweep) one per timed variant */
+static int g_variant_of[MAX_ROWS]; /* -1 = em_cuda_linear's choice */
+static int g_n_rows;
+
+/* Poisons y, runs (default or variant), copies y back and compares with y_ref. @return the max error (INFINITY
+ * on a failure, which is recorded). */
+static double check_run(const char *label, const lin_case *c, const em_linear_args *ga, int variant, const float *y_ref,
+                        float *y_got, size_t ys, float *y_dev) {
+    const size_t n_y = c->n_tok * ys;
+    em_status st = em_cuda_memset(y_dev, 0xff, n_y * sizeof(float)); /* NaN poison */
+    if (st == EM_OK) st = launch_gemv(ga, variant, NULL);
+    if (st == EM_OK) st = em_cuda_sync(NULL);
+    if (st == EM_OK) st = em_cuda_memcpy(y_got, y_dev, n_y * sizeof *y_got);
+    CHECK_MSG(st == EM_OK, "%s: %s (%s)", label, em_status_str(st), em_last_error());
+    if (st != EM_OK) return INFINITY;
+    /* Compare the dense n_out columns of every token; the padding must still be NaN. */
+    const size_t n = c->n_tok * (size_t)c->n_out;
+    float *g = xmalloc(n * sizeof *g), *r = xmalloc(n * sizeof *r);
+    size_t pad_written = 0;
+    for (size_t t = 0; t < c->n_tok; t++) {
+        memcpy(g + t * c->n_out, y_got + t * ys, c->n_out * sizeof *g);
+        memcpy(r + t * c->n_out, y_ref + t * ys, c->n_out * sizeof *r);
+        for (size_t j = c->n_out; j < ys; j++) pad_written += !isnan(y_got[t * ys + j]);
+    }
+    const double err = em_max_rel_err(g, r, n, NULL);
+    em_check_close(label, g, r, n, TOL_BF16);
+    CHECK_MSG(pad_written == 0, "%s: %zu elements written in the row padding", label, pad_written);
+    free(g);
+    free(r);
+    return err;
+}
+
+/* The GEMV behind an rmsnorm that writes its x (dense x only), with EM_LINEAR_W_CONST: on the stream, then
+ * inside a graph (memset poison -> rmsnorm -> GEMV). Checked against the twins of both. @return the max error. */
+static double check_pdl(const char *label, const lin_case *c, const em_linear_args *ga, const void *w_host,
+                        em_rng *rng) {
+    const size_t n_x = (size_t)c->n_tok * c->n_in, n_y = (size_t)c->n_tok * c->n_out;
+    float *res = xmalloc((n_x ? n_x : 1) * sizeof *res), *nw = xmalloc((c->n_in ? c->n_in : 1) * sizeof *nw);
+    float *xn = xmalloc((n_x ? n_x : 1) * sizeof *xn), *y_ref = xmalloc(n_y * sizeof *y_ref),
+          *y_got = xmalloc(n_y * sizeof *y_got);
+    em_fill_uniform(rng, res, n_x, 1.0f);
+    for (uint32_t i = 0; i < c->n_in; i++) nw[i] = 1.0f + em_rng_uniform(rng, 0.5f);
+    em_rmsnorm_args rr = { .x = res, .w = nw, .y = xn, .n_tok = c->n_tok, .d = c->n_in, .eps = 1e-5f };
+    em_ref_rmsnorm(&rr);
+    em_linear_args la = *ga;
+    la.w = w_host;
+    la.x = xn;
+    la.y = y_ref;
+    la.x_stride = la.y_stride = 0;
+    em_ref_linear(&la);
+
+    float *d_res = NULL, *d_nw = NULL, *d_y = NULL;
+    cudaStream_t s = NULL;
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t ge = NULL;
+    double worst = 0;
+    em_status st = em_cuda_malloc((void **)&d_res, n_x * sizeof(float) + 16);
+    if (st == EM_OK) st = em_cuda_malloc((void **)&d_nw, c->n_in * sizeof(float) + 16);
+    if (st == EM_OK) st = em_cuda_malloc((void **)&d_y, n_y * sizeof(float));
+    if (st == EM_OK) st = em_cuda_memcpy(d_res, res, n_x * sizeof(float));
+    if (st == EM_OK) st = em_cuda_memcpy(d_nw, nw, c->n_in * sizeof(float));
+    if (st == EM_OK) {
+        const cudaError_t e = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+        if (e != cudaSuccess) st = em_cuda_fail(e, "cudaStreamCreate", __FILE__, __LINE__);
+    }
+    em_rmsnorm_args dr = { .x = d_res, .w = d_nw, .y = (float *)ga->x, .n_tok = c->n_tok, .d = c->n_in, .eps = 1e-5f };
+    em_linear_args dl = *ga;
+    dl.y = d_y;
+    dl.x_stride = dl.y_stride = 0;
+    dl.flags = EM_LINEAR_W_CONST;
+    for (int mode = 0; mode < 2 && st == EM_OK; mode++) { /* 0: on the stream, 1: inside a graph */
+        st = em_cuda_memset(d_y, 0xff, n_y * sizeof(float));
+        if (st == EM_OK && mode == 1) {
+            cudaError_t e = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+            if (e != cudaSuccess) st = em_cuda_fail(e, "cudaStreamBeginCapture", __FILE__, __LINE__);
+        }
+        if (st == EM_OK) {
+            const cudaError_t e = cudaMemsetAsync((void *)ga->x, 0xff, n_x * sizeof(float), s); /* poison x */
+            if (e != cudaSuccess) st = em_cuda_fail(e, "cudaMemsetAsync", __FILE__, __LINE__);
+        }
+        if (st == EM_OK) st = em_cuda_rmsnorm(&dr, s);
+        if (st == EM_OK) st = em_cuda_linear(&dl, s);
+        if (mode == 1) {
+            const cudaError_t e = cudaStreamEndCapture(s, &g);
+            if (st == EM_OK && e != cudaSuccess) st = em_cuda_fail(e, "cudaStreamEndCapture", __FILE__, __LINE__);
+            if (st == EM_OK) {
+                cudaError_t e2 = cudaGraphInstantiate(&ge, g, 0);
+                if (e2 == cudaSuccess) e2 = cudaGraphLaunch(ge, s);
+                if (e2 != cudaSuccess) st = em_cuda_fail(e2, "graph rmsnorm -> linear", __FILE__, __LINE__);
+            }
+        }
+        if (st == EM_OK) st = em_cuda_sync(s);
+        if (st == EM_OK) st = em_cuda_memcpy(y_got, d_y, n_y * sizeof(float));
+        if (st == EM_OK) {
+            const double err = em_max_rel_err(y_got, y_ref, n_y, NULL);
+            char l2[300];
+            snprintf(l2, sizeof l2, "%.200s, behind rmsnorm with W_CONST (%s)", label, mode ? "graph" : "stream");
+            em_check_close(l2, y_got, y_ref, n_y, TOL_BF16);
+            if (!(err <= worst)) worst = err;
+        }
+    }
+    CHECK_MSG(st == EM_OK, "%s: rmsnorm -> linear with W_CONST: %s (%s)", label, em_status_str(st), em_last_error());
+    if (st != EM_OK) worst = INFINITY;
+    if (ge) cudaGraphExecDestroy(ge);
+    if (g) cudaGraphDestroy(g);
+    if (s) cudaStreamDestroy(s);
+    em_cuda_free(d_res);
+    em_cuda_free(d_nw);
+    em_cuda_free(d_y);
+    free(res);
+    free(nw);
+    free(xn);
+    free(y_ref);
+    free(y_got);
+    return worst;
+}
+
+/* Checks case c (and with sweep every variant for its n_tok); with perf and c->perf, also times it. */
+static void run_case(const lin_case *c, em_rng *rng, int perf, int sweep, size_t l2_bytes) {
+    char dims[64], label[200];
     snprintf(dims, sizeof dims, "[%ux%u %s, n_tok %u]", c->n_out, c->n_in, c->dtype == EM_DTYPE_BF16 ? "bf16" : "f32",
              c->n_tok);
     snprintf(label, sizeof label, "%s %s", c->what, dims);
@@ -243,36 +489,51 @@ static void run_case(const lin_case *c, em_rng *rng, int perf, size_t l2_bytes, 
     float *dx = d.x_alloc ? d.x_alloc + c->x_off : NULL;
     if (st == EM_OK) st = em_cuda_memcpy(dw, w, n_w * esz);
     if (st == EM_OK) st = em_cuda_memcpy(dx, x, n_x * sizeof *x);
-    if (st == EM_OK) st = em_cuda_memset(d.y_alloc, 0xff, n_y * sizeof(float)); /* NaN poison */
+    CHECK_MSG(st == EM_OK, "%s: %s (%s)", label, em_status_str(st), em_last_error());
     /* Same shape and strides as the twin's call; only the pointers move to the device. */
     em_linear_args ga = ra;
     ga.w = dw;
     ga.x = dx;
     ga.y = d.y_alloc;
-    if (st == EM_OK) st = em_cuda_linear(&ga, NULL);
-    if (st == EM_OK) st = em_cuda_sync(NULL);
-    if (st == EM_OK) st = em_cuda_memcpy(y_got, d.y_alloc, n_y * sizeof *y_got);
-    CHECK_MSG(st == EM_OK, "%s: %s (%s)", label, em_status_str(st), em_last_error());
-
+    const int def = em_cuda_linear_default_variant(&ga);
     double err = INFINITY;
-    if (st == EM_OK) {
-        /* Compare the dense n_out columns of every token; the padding must still be NaN. */
-        const size_t n = c->n_tok * (size_t)c->n_out;
-        float *g = xmalloc(n * sizeof *g), *r = xmalloc(n * sizeof *r);
-        size_t pad_written = 0;
-        for (size_t t = 0; t < c->n_tok; t++) {
-            memcpy(g + t * c->n_out, y_got + t * ys, c->n_out * sizeof *g);
-            memcpy(r + t * c->n_out, y_ref + t * ys, c->n_out * sizeof *r);
-            for (size_t j = c->n_out; j < ys; j++) pad_written += !isnan(y_got[t * ys + j]);
-        }
-        err = em_max_rel_err(g, r, n, NULL);
-        em_check_close(label, g, r, n, TOL_BF16);
-        CHECK_MSG(pad_written == 0, "%s: %zu elements written in the row padding", label, pad_written);
-        free(g);
-        free(r);
+    if (st == EM_OK) err = check_run(label, c, &ga, -1, y_ref, y_got, ys, d.y_alloc);
+    char path[80] = "fallback";
+    if (def >= 0) {
+        em_linear_variant vi;
+        em_cuda_linear_variant_info(def, &vi);
+        snprintf(path, sizeof path, "%s", vi.name);
     }
-    printf("  %-42s %-28s max rel err %.2e %s\n", c->what, dims, err,
-           err <= TOL_BF16 ? "ok" : "FAIL");
+    printf("  %-40s %-30s %-26s max rel err %.2e %s\n", c->what, dims, path, err, err <= TOL_BF16 ? "ok" : "FAIL");
+
+    /* The vector path behind the kernel that writes x, with W_CONST (PDL on sm_90). */
+    if (st == EM_OK && def >= 0 && !c->x_pad && !c->y_pad && !c->x_off && !c->w_off && c->n_in > 0) {
+        const double e2 = check_pdl(label, c, &ga, w, rng);
+        printf("  %-40s %-30s %-26s max rel err %.2e %s\n", "  behind rmsnorm, W_CONST", "", "", e2,
+               e2 <= TOL_BF16 ? "ok" : "FAIL");
+        if (!(e2 <= err)) err = e2;
+        if (st == EM_OK) st = em_cuda_memcpy(dx, x, n_x * sizeof *x); /* check_pdl overwrote x */
+    }
+
+    /* --sweep: every variant for this n_tok on the same inputs. */
+    const int n_var = em_cuda_linear_variant_info(-1, NULL);
+    if (sweep && st == EM_OK && def >= 0 && c->n_tok <= 8) {
+        int n_checked = 0;
+        double worst = 0;
+        for (int v = 0; v < n_var; v++) {
+            em_linear_variant vi;
+            em_cuda_linear_variant_info(v, &vi);
+            if ((uint32_t)vi.nt != c->n_tok) continue;
+            char l2[300];
+            snprintf(l2, sizeof l2, "%.200s, variant %.60s", label, vi.name);
+            const double e = check_run(l2, c, &ga, v, y_ref, y_got, ys, d.y_alloc);
+            n_checked++;
+            if (!(e <= worst)) worst = e;
+        }
+        printf("  %-40s %-30s %-26s max rel err %.2e %s\n", "  all variants", "", "", worst,
+               worst <= TOL_BF16 ? "ok" : "FAIL");
+        (void)n_checked;
+    }
 
     /* --perf: enough copies of W to stream >= 4x the L2 per rotation, so every timed launch reads W from
      * DRAM (copies of the same data: only the addresses matter to the cache). */
@@ -290,14 +551,59 @@ static void run_case(const lin_case *c, em_rng *rng, int perf, size_t l2_bytes, 
             pa[i] = ga;
             pa[i].w = d.w_alloc[i];
         }
-        if (st == EM_OK) st = time_linear(pa, copies, &row->us);
-        CHECK_MSG(st == EM_OK, "%s: timing: %s (%s)", label, em_status_str(st), em_last_error());
+        /* The decode step's small kernel before this GEMV (n_tok 1 shapes): rmsnorm (d = n_in) before in_proj
+         * and the head, gated_norm (8 groups) before out_proj; it writes the GEMV's x. */
+        prelude pre = {0};
+        float *p_a = NULL, *p_b = NULL, *p_w = NULL;
+        if (c->n_tok == 1 && st == EM_OK) {
+            st = em_cuda_malloc((void **)&p_a, c->n_in * sizeof(float));
+            if (st == EM_OK) st = em_cuda_malloc((void **)&p_b, c->n_in * sizeof(float));
+            if (st == EM_OK) st = em_cuda_malloc((void **)&p_w, c->n_in * sizeof(float));
+            float *tmp = xmalloc(c->n_in * sizeof *tmp);
+            for (int k = 0; k < 3 && st == EM_OK; k++) {
+                em_fill_uniform(rng, tmp, c->n_in, 1.0f);
+                st = em_cuda_memcpy(k == 0 ? p_a : k == 1 ? p_b : p_w, tmp, c->n_in * sizeof *tmp);
+            }
+            free(tmp);
+            if (c->n_in == 8192) {
+                pre.kind = 2;
+                pre.gn = (em_gated_norm_args){ .y = p_a, .z = p_b, .w = p_w, .out = dx, .n_tok = 1, .d = c->n_in,
+                                               .group = c->n_in / 8, .eps = 1e-5f };
+            } else {
+                pre.kind = 1;
+                pre.rn = (em_rmsnorm_args){ .x = p_a, .w = p_w, .y = dx, .n_tok = 1, .d = c->n_in, .eps = 1e-5f };
+            }
+        }
+        cudaStream_t s = NULL;
+        if (st == EM_OK) {
+            const cudaError_t e = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+            if (e != cudaSuccess) st = em_cuda_fail(e, "cudaStreamCreate", __FILE__, __LINE__);
+        }
+        double pre_us = 0;
+        if (st == EM_OK && pre.kind) st = time_graph(pa, copies, -1, 0, &pre, 0, s, &pre_us);
         /* The fewest bytes the op must move: W once, x read, y written. n_tok > 8 re-reads W per group
          * of 8, so its GB/s is "effective" (what one pass over W would need to match the time). */
         const double bytes = (double)w_bytes + 4.0 * c->n_tok * ((double)c->n_in + c->n_out);
-        if (st == EM_OK) row->gbps = bytes / (row->us * 1e-6) / 1e9;
+        for (int v = -1; v < (sweep ? n_var : 0) && st == EM_OK && g_n_rows < MAX_ROWS; v++) {
+            if (v >= 0) {
+                em_linear_variant vi;
+                em_cuda_linear_variant_info(v, &vi);
+                if ((uint32_t)vi.nt != c->n_tok) continue;
+            }
+            perf_row *row = &g_rows[g_n_rows];
+            st = time_all(pa, copies, v, &pre, pre_us, s, &row->f);
+            row->c = c;
+            row->bytes = bytes;
+            g_variant_of[g_n_rows++] = v < 0 ? -1 - def : v; /* default rows: -1 - (its variant) */
+        }
+        if (pre.kind) printf("  (prelude %s alone: %.2f us per launch in a graph)\n",
+                             pre.kind == 1 ? "rmsnorm" : "gated_norm", pre_us);
+        CHECK_MSG(st == EM_OK, "%s: timing: %s (%s)", label, em_status_str(st), em_last_error());
+        if (s) cudaStreamDestroy(s);
+        em_cuda_free(p_a);
+        em_cuda_free(p_b);
+        em_cuda_free(p_w);
     }
-    row->c = c;
     lin_dev_free(&d);
     free(w);
     free(x);
@@ -307,8 +613,38 @@ static void run_case(const lin_case *c, em_rng *rng, int perf, size_t l2_bytes, 
 
 // ---- main ---------------------------------------------------------------------------------------------------
 
+static void print_perf(const bw_ref *bw) {
+    printf("\nus per GEMV; %% of the read bandwidth (%.0f GB/s) in brackets. launch: single launches with an event "
+           "pair each; graph: %d in a graph; +pdl: with EM_LINEAR_W_CONST; chain: behind its prelude, pair minus "
+           "prelude\n", bw->read_gbps, GRAPH_LAUNCHES);
+    printf("%-30s | %-26s | %4s %3s | %14s | %14s | %14s | %14s | %14s\n", "shape (n_out x n_in, n_tok)", "variant",
+           "regs", "b/SM", "launch", "graph", "graph+pdl", "chain", "chain+pdl");
+    for (int i = 0; i < g_n_rows; i++) {
+        const perf_row *r = &g_rows[i];
+        const int v = g_variant_of[i] < 0 ? -1 - g_variant_of[i] : g_variant_of[i];
+        em_linear_variant vi;
+        memset(&vi, 0, sizeof vi);
+        vi.name = "fallback";
+        if (v >= 0) em_cuda_linear_variant_info(v, &vi);
+        char shape[96], name[64];
+        snprintf(shape, sizeof shape, "%s %ux%u, %u", r->c->what, r->c->n_out, r->c->n_in, r->c->n_tok);
+        snprintf(name, sizeof name, "%s%s", g_variant_of[i] < 0 ? "= " : "  ", vi.name);
+        const double t[5] = { r->f.launch, r->f.graph, r->f.graph_pdl, r->f.chain, r->f.chain_pdl };
+        printf("%-30.30s | %-26s | %4d %3d", shape, name, vi.regs, vi.blocks_per_sm);
+        for (int k = 0; k < 5; k++) {
+            if (t[k] > 0) printf(" | %6.1f (%4.1f%%)", t[k], 100.0 * r->bytes / (t[k] * 1e-6) / 1e9 / bw->read_gbps);
+            else printf(" | %14s", "-");
+        }
+        printf("\n");
+    }
+}
+
 int main(int argc, char **argv) {
-    const int perf = argc > 1 && strcmp(argv[1], "--perf") == 0; /* --perf: check, then time */
+    int perf = 0, sweep = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--perf") == 0) perf = 1; /* check, then time */
+        else if (strcmp(argv[i], "--sweep") == 0) perf = sweep = 1; /* + every variant */
+    }
     int n_dev = 0;
     em_status st = em_cuda_available(&n_dev);
     if (st != EM_OK || n_dev == 0) {
@@ -324,6 +660,12 @@ int main(int argc, char **argv) {
     printf("device 0: %s, sm_%d%d, %d SMs, %.1f GiB (%.1f free), L2 %.0f MB, datasheet %.0f GB/s\n", info.name,
            info.cc_major, info.cc_minor, info.sm_count, info.mem_total / 1073741824.0, info.mem_free / 1073741824.0,
            info.l2_bytes / 1e6, info.peak_gbps);
+    const int n_var = em_cuda_linear_variant_info(-1, NULL);
+    for (int v = 0; v < n_var; v++) {
+        em_linear_variant vi;
+        em_cuda_linear_variant_info(v, &vi);
+        CHECK_MSG(vi.local_bytes == 0, "variant %s uses %d bytes of local memory", vi.name, vi.local_bytes);
+    }
 
     bw_ref bw = {0};
     if (perf) {
@@ -336,21 +678,13 @@ int main(int argc, char **argv) {
     /* One seeded stream through all cases: each case draws fresh values, and a failure reproduces. */
     em_rng rng;
     em_rng_seed(&rng, 20240611);
-    perf_row rows[LEN(cases)];
-    memset(rows, 0, sizeof rows);
-    for (size_t i = 0; i < LEN(cases); i++) run_case(&cases[i], &rng, perf, info.l2_bytes, &rows[i]);
+    for (size_t i = 0; i < LEN(cases); i++) run_case(&cases[i], &rng, perf, sweep, info.l2_bytes);
 
-    if (perf) {
-        printf("\n%-40s | %8s | %7s | %6s | %6s\n", "shape (n_out x n_in, n_tok)", "us", "GB/s", "% read", "% copy");
-        for (size_t i = 0; i < LEN(cases); i++) {
-            if (!rows[i].us) continue;
-            char shape[96];
-            snprintf(shape, sizeof shape, "%s %ux%u, %u", rows[i].c->what, rows[i].c->n_out, rows[i].c->n_in,
-                     rows[i].c->n_tok);
-            printf("%-40.40s | %8.1f | %7.0f | %5.1f%% | %5.1f%%\n", shape, rows[i].us, rows[i].gbps,
-                   bw.read_gbps > 0 ? 100.0 * rows[i].gbps / bw.read_gbps : 0.0,
-                   bw.copy_gbps > 0 ? 100.0 * rows[i].gbps / bw.copy_gbps : 0.0);
-        }
+    if (perf) print_perf(&bw);
+    if (perf) { /* the read reference again: drift over the run */
+        bw_ref bw2 = {0};
+        st = measure_bw(info.sm_count, &bw2);
+        if (st == EM_OK) printf("read-only pass again at the end: %.0f GB/s\n", bw2.read_gbps);
     }
     return em_test_finish("test_linear_cuda");
 }
