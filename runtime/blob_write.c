@@ -23,26 +23,12 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "blob_layout.h"
 #include "util.h"
 
-// ---- on-disk layout (same as blob.c; docs/blob-format.md) -----------------------------------------------------------
+// ---- on-disk layout (docs/blob-format.md) ---------------------------------------------------------------------------
 
-enum { /* header */
-    EM_H_MAGIC = 0, EM_H_VERSION = 8, EM_H_HEADER_SIZE = 12, EM_H_FLAGS = 16, EM_H_FILE_SIZE = 24,
-    EM_H_CONFIG_OFF = 32, EM_H_TOKENIZER_OFF = 48, EM_H_TABLE_OFF = 64, EM_H_DATA_OFF = 80, EM_H_TENSOR_COUNT = 96,
-    EM_H_CONTENT_ID = 104, EM_H_CONFIG_SUM = 120, EM_H_TOKENIZER_SUM = 128, EM_H_TABLE_SUM = 136, EM_H_HEADER_SUM = 248
-};
-enum { /* tensor record */
-    EM_T_NAME = 0, EM_T_DTYPE = 96, EM_T_NDIMS = 100, EM_T_SHAPE = 104, EM_T_LAYOUT = 136, EM_T_QUANT = 140,
-    EM_T_SCALE_INDEX = 144, EM_T_SHARD_RANK = 148, EM_T_SHARD_COUNT = 150, EM_T_OFFSET = 152, EM_T_SIZE = 160,
-    EM_T_CHECKSUM = 168
-};
-enum {
-#define EM_X_STR(name) EM_CFG_STR_##name,
-    EM_CONFIG_STRINGS(EM_X_STR)
-#undef EM_X_STR
-    EM_CFG_N_STRINGS
-};
+/* Header, tensor record and config slot offsets: runtime/blob_layout.h. */
 
 #define EM_SECTION_ALIGN 8u /* config, tokenizer and table start on 8-byte boundaries (the reader needs none) */
 
