@@ -50,110 +50,25 @@ static hyb_spec hyb_default(void) {
     return s;
 }
 
-/* Values by tensor name: norms near 1, A in [-8, -1], softplus(dt_bias) in ~[0.02, 0.3], matrices uniform of
- * std ~1/sqrt(fan_in) (q.k / sqrt(hd) then has std ~1: attention is neither flat nor one-hot). */
-static void fill(em_rng *r, const char *f, float *v, uint64_t n, uint64_t fan_in) {
-    if (!strcmp(f, "norm") || !strcmp(f, "norm_f") || !strcmp(f, "gnorm") || !strcmp(f, "D"))
-        for (uint64_t i = 0; i < n; i++) v[i] = 1.0f + em_rng_uniform(r, 0.2f);
-    else if (!strcmp(f, "A"))
-        for (uint64_t i = 0; i < n; i++) v[i] = -(1.0f + 3.5f * (em_rng_uniform(r, 1.0f) + 1.0f));
-    else if (!strcmp(f, "dt_bias"))
-        for (uint64_t i = 0; i < n; i++) v[i] = -3.0f + em_rng_uniform(r, 2.0f);
-    else if (!strcmp(f, "embd"))
-        for (uint64_t i = 0; i < n; i++) v[i] = em_rng_uniform(r, 1.7f);
-    else
-        for (uint64_t i = 0; i < n; i++) v[i] = em_rng_uniform(r, 1.7f / sqrtf((float)fan_in));
-}
-
+/* The blob itself: the shared random-blob writer (tests/tinyblob.c), with the fixtures' Mamba-2 dims
+ * (N 16, H 8 x P 16, G 2, K 4, gated-norm group 64) for the 'M' layers. */
 static em_status hyb_write(const char *path, const hyb_spec *sp) {
-    const uint32_t n_layer = (uint32_t)strlen(sp->pattern);
-    em_blob_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    const em_blob_config *c = &cfg; /* the tensors.h expressions read `c` */
-    cfg.arch = EM_ARCH_HYBRID;
-    cfg.n_layer = n_layer;
-    cfg.d_model = sp->d_model;
-    cfg.vocab_size = sp->vocab;
-    if (strchr(sp->pattern, 'M')) { /* Mamba-2 dims of the fixtures: N 16, H 8 x P 16, G 2, K 4 */
-        cfg.d_state = 16; cfg.d_conv = 4; cfg.ssm_n_head = 8; cfg.ssm_head_dim = 16; cfg.ssm_n_group = 2;
-        cfg.d_inner = 128; cfg.ssm_chunk = 16; cfg.gated_norm_group = 64;
-    }
-    cfg.attn_n_head = sp->n_head;
-    cfg.attn_n_kv_head = sp->n_kv_head;
-    cfg.attn_head_dim = sp->head_dim;
-    cfg.rope_fraction = sp->rope_fraction;
-    cfg.rope_base = sp->rope_base;
-    cfg.d_ff = sp->d_ff;
-    cfg.mlp_act = sp->act;
-    cfg.norm_eps = 1e-5f;
-    cfg.norm_kind = EM_NORM_RMS;
-    cfg.flags = EM_CFG_CONV_BIAS | (sp->tied ? EM_CFG_TIED_EMBEDDINGS : 0);
-    cfg.dt_limit_min = 0.0f;
-    cfg.dt_limit_max = INFINITY;
-    cfg.bos_id = cfg.eos_id = cfg.pad_id = cfg.unk_id = -1;
-    cfg.layer_pattern.ptr = sp->pattern;
-    cfg.layer_pattern.len = n_layer;
-    cfg.name.ptr = "hybrid-random";
-    cfg.name.len = 13;
-
-    em_blob_writer *w = NULL;
-    EM_TRY(em_blob_writer_open(path, &w));
-    em_status s = em_blob_writer_set_config(w, c);
-    typedef struct { char name[EM_BLOB_NAME_MAX]; const char *kind; uint64_t d0, d1; uint32_t nd; em_dtype dt; } decl;
-    decl *ds = calloc(3 + 9u * n_layer, sizeof *ds);
-    uint32_t nds = 0;
-#define HYB_X_DECL(field, wclass, present, nd_, d0_, d1_)                                                  \
-    do {                                                                                                    \
-        if (!(present)) break;                                                                              \
-        decl *d = &ds[nds++];                                                                               \
-        snprintf(d->name, sizeof d->name, "%s%s", prefix, #field);                                          \
-        d->kind = #field; d->nd = nd_; d->d0 = d0_; d->d1 = (nd_) > 1 ? (d1_) : 0;                        \
-        d->dt = (wclass) == EM_WCLASS_MATRIX ? sp->matrix_dtype : EM_DTYPE_F32;                              \
-    } while (0);
-    {
-        const char *prefix = "";
-        EM_GLOBAL_TENSORS(HYB_X_DECL)
-    }
-    for (uint32_t i = 0; i < n_layer; i++) {
-        char prefix[16];
-        snprintf(prefix, sizeof prefix, "l%u.", i);
-        switch (sp->pattern[i]) {
-        case 'M': EM_MAMBA2_TENSORS(HYB_X_DECL) break;
-        case '*': EM_ATTN_TENSORS(HYB_X_DECL) break;
-        default: EM_MLP_TENSORS(HYB_X_DECL) break;
-        }
-    }
-    for (uint32_t i = 0; s == EM_OK && i < nds; i++) {
-        em_blob_tensor t;
-        memset(&t, 0, sizeof t);
-        snprintf(t.name, sizeof t.name, "%s", ds[i].name);
-        t.dtype = ds[i].dt;
-        t.n_dims = ds[i].nd;
-        t.shape[0] = ds[i].d0;
-        t.shape[1] = ds[i].d1;
-        t.scale_index = -1;
-        t.shard_count = 1;
-        s = em_blob_writer_add_tensor(w, &t, NULL);
-    }
-    em_rng r;
-    em_rng_seed(&r, sp->seed);
-    for (uint32_t i = 0; s == EM_OK && i < nds; i++) {
-        uint64_t n = ds[i].d0 * (ds[i].nd > 1 ? ds[i].d1 : 1), fan_in = ds[i].nd > 1 ? ds[i].d1 : 1;
-        float *v = malloc(n * sizeof *v);
-        fill(&r, ds[i].kind, v, n, fan_in);
-        if (ds[i].dt == EM_DTYPE_BF16) {
-            uint16_t *h = malloc(n * sizeof *h);
-            for (uint64_t k = 0; k < n; k++) h[k] = em_f32_to_bf16(v[k]);
-            s = em_blob_writer_write(w, h, n * sizeof *h);
-            free(h);
-        } else {
-            s = em_blob_writer_write(w, v, n * sizeof *v);
-        }
-        free(v);
-    }
-    free(ds);
-    if (s != EM_OK) { em_blob_writer_abort(w); return s; }
-    return em_blob_writer_finish(w);
+    em_tiny_spec t = em_tiny_default();
+    t.pattern = sp->pattern;
+    t.gated_norm_group = 64;
+    t.d_model = sp->d_model;
+    t.vocab = sp->vocab;
+    t.attn_n_head = sp->n_head;
+    t.attn_n_kv_head = sp->n_kv_head;
+    t.attn_head_dim = sp->head_dim;
+    t.d_ff = sp->d_ff;
+    t.mlp_act = sp->act;
+    t.rope_fraction = sp->rope_fraction;
+    t.rope_base = sp->rope_base;
+    t.matrix_dtype = sp->matrix_dtype;
+    t.tied = sp->tied;
+    t.seed = sp->seed;
+    return em_tiny_write(path, &t);
 }
 
 // ---- helpers ---------------------------------------------------------------------------------------------

@@ -32,41 +32,56 @@ static void fill(em_rng *r, const char *field, float *v, uint64_t n, uint64_t fa
 }
 
 em_status em_tiny_write(const char *path, const em_tiny_spec *sp) {
+    char pattern[EM_BLOB_MAX_LAYERS + 1];
+    if (sp->pattern) {
+        snprintf(pattern, sizeof pattern, "%s", sp->pattern);
+    } else {
+        memset(pattern, 'M', sp->n_layer);
+        pattern[sp->n_layer] = 0;
+    }
+    const uint32_t n_layer = (uint32_t)strlen(pattern);
+    const int has_m = strchr(pattern, 'M') != NULL, all_m = strspn(pattern, "M") == n_layer;
     em_blob_config cfg;
     memset(&cfg, 0, sizeof cfg);
     const em_blob_config *c = &cfg; /* the tensors.h expressions read `c` */
-    char pattern[EM_BLOB_MAX_LAYERS + 1];
-    memset(pattern, 'M', sp->n_layer);
-    pattern[sp->n_layer] = 0;
-    cfg.arch = EM_ARCH_MAMBA2;
-    cfg.n_layer = sp->n_layer;
+    cfg.arch = all_m ? EM_ARCH_MAMBA2 : EM_ARCH_HYBRID;
+    cfg.n_layer = n_layer;
     cfg.d_model = sp->d_model;
     cfg.vocab_size = sp->vocab;
-    cfg.d_state = sp->d_state;
-    cfg.d_conv = sp->d_conv;
-    cfg.ssm_n_head = sp->n_head;
-    cfg.ssm_head_dim = sp->head_dim;
-    cfg.ssm_n_group = sp->n_group;
-    cfg.d_inner = sp->n_head * sp->head_dim;
-    cfg.ssm_chunk = 16;
+    if (has_m) {
+        cfg.d_state = sp->d_state;
+        cfg.d_conv = sp->d_conv;
+        cfg.ssm_n_head = sp->n_head;
+        cfg.ssm_head_dim = sp->head_dim;
+        cfg.ssm_n_group = sp->n_group;
+        cfg.d_inner = sp->n_head * sp->head_dim;
+        cfg.ssm_chunk = 16;
+        cfg.gated_norm_group = sp->gated_norm_group ? sp->gated_norm_group : cfg.d_inner;
+    }
+    cfg.attn_n_head = sp->attn_n_head;
+    cfg.attn_n_kv_head = sp->attn_n_kv_head;
+    cfg.attn_head_dim = sp->attn_head_dim;
+    cfg.rope_fraction = sp->rope_fraction;
+    cfg.rope_base = sp->rope_base;
+    cfg.d_ff = sp->d_ff;
+    cfg.mlp_act = sp->mlp_act;
     cfg.norm_eps = 1e-5f;
     cfg.norm_kind = EM_NORM_RMS;
-    cfg.gated_norm_group = sp->gated_norm_group ? sp->gated_norm_group : cfg.d_inner;
     cfg.flags = EM_CFG_CONV_BIAS | (sp->tied ? EM_CFG_TIED_EMBEDDINGS : 0);
     cfg.dt_limit_min = 0.0f;
     cfg.dt_limit_max = INFINITY;
     cfg.bos_id = cfg.eos_id = cfg.pad_id = cfg.unk_id = -1;
     cfg.layer_pattern.ptr = pattern;
-    cfg.layer_pattern.len = sp->n_layer;
-    cfg.name.ptr = "tiny-random";
-    cfg.name.len = 11;
+    cfg.layer_pattern.len = n_layer;
+    cfg.name.ptr = all_m ? "tiny-random" : "hybrid-random";
+    cfg.name.len = (uint32_t)strlen(cfg.name.ptr);
 
     em_blob_writer *w = NULL;
     EM_TRY(em_blob_writer_open(path, &w));
     em_status s = em_blob_writer_set_config(w, c);
     /* Declare, then write, in the same order: the table order. */
     typedef struct { char name[EM_BLOB_NAME_MAX]; const char *kind; uint64_t d0, d1; uint32_t nd; em_dtype dt; } decl;
-    decl *ds = calloc(3 + 9u * sp->n_layer, sizeof *ds);
+    decl *ds = calloc(3 + 9u * n_layer, sizeof *ds);
     uint32_t nds = 0;
 #define EM_X_DECL(field, wclass, present, nd_, d0_, d1_)                                                   \
     do {                                                                                                    \
@@ -80,10 +95,14 @@ em_status em_tiny_write(const char *path, const em_tiny_spec *sp) {
         const char *prefix = "";
         EM_GLOBAL_TENSORS(EM_X_DECL)
     }
-    for (uint32_t i = 0; i < sp->n_layer; i++) {
+    for (uint32_t i = 0; i < n_layer; i++) {
         char prefix[16];
         snprintf(prefix, sizeof prefix, "l%u.", i);
-        EM_MAMBA2_TENSORS(EM_X_DECL)
+        switch (pattern[i]) {
+        case 'M': EM_MAMBA2_TENSORS(EM_X_DECL) break;
+        case '*': EM_ATTN_TENSORS(EM_X_DECL) break;
+        default: EM_MLP_TENSORS(EM_X_DECL) break;
+        }
     }
     for (uint32_t i = 0; s == EM_OK && i < nds; i++) {
         em_blob_tensor t;
