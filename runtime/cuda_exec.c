@@ -86,6 +86,8 @@ typedef struct em_cuda_session {
     float *x, *xn, *proj, *xbc, *y, *delta, *logits;
     int32_t *tok, *next;                        /* device */
     int32_t *pinned;                            /* host, page-locked: [0] token in, [1] greedy id out */
+    int next_on_host;                           /* pinned[1] holds the last step's greedy id (copied with the
+                                                   step, before its one sync: argmax needs no second sync) */
     cudaStream_t stream;
     cudaGraphExec_t step;                       /* the captured decode step */
     size_t state_bytes;
@@ -348,6 +350,7 @@ void em_cuda_session_free(em_session *s) {
 
 em_status em_cuda_session_reset(em_session *s) {
     em_cuda_session *cs = s->cuda;
+    cs->next_on_host = 0;
     EM_CUDA_CHECK(cudaMemsetAsync(cs->block, 0, cs->state_bytes, cs->stream));
     return em_cuda_sync(cs->stream);
 }
@@ -378,7 +381,12 @@ em_status em_cuda_session_prefill(em_session *s, const int32_t *tok, size_t n, e
     }
     if (mode == EM_LOGITS_LAST && logits)
         EM_CUDA_CHECK(cudaMemcpyAsync(logits, cs->logits, sizeof(float) * V, cudaMemcpyDeviceToHost, cs->stream));
-    return em_cuda_sync(cs->stream);
+    cs->next_on_host = 0;
+    if (mode != EM_LOGITS_NONE)
+        EM_CUDA_CHECK(cudaMemcpyAsync(&cs->pinned[1], cs->next, sizeof(int32_t), cudaMemcpyDeviceToHost, cs->stream));
+    EM_TRY(em_cuda_sync(cs->stream));
+    cs->next_on_host = mode != EM_LOGITS_NONE;
+    return EM_OK;
 }
 
 em_status em_cuda_session_decode(em_session *s, int32_t tok, float *logits) {
@@ -389,7 +397,11 @@ em_status em_cuda_session_decode(em_session *s, int32_t tok, float *logits) {
     if (logits)
         EM_CUDA_CHECK(cudaMemcpyAsync(logits, cs->logits, sizeof(float) * s->dim.vocab, cudaMemcpyDeviceToHost,
                                       cs->stream));
-    return em_cuda_sync(cs->stream);
+    cs->next_on_host = 0;
+    EM_CUDA_CHECK(cudaMemcpyAsync(&cs->pinned[1], cs->next, sizeof(int32_t), cudaMemcpyDeviceToHost, cs->stream));
+    EM_TRY(em_cuda_sync(cs->stream));
+    cs->next_on_host = 1;
+    return EM_OK;
 }
 
 em_status em_cuda_session_profile(em_session *s, int steps, double ms[EM_OP_COUNT], double *graph_ms) {
@@ -398,6 +410,7 @@ em_status em_cuda_session_profile(em_session *s, int steps, double ms[EM_OP_COUN
     em_status st = EM_OK;
     cudaEvent_t start = NULL, stop = NULL;
     for (int k = 0; k < EM_OP_COUNT; k++) ms[k] = 0;
+    cs->next_on_host = 0; /* the steps below move the state on without bringing the id over */
     cs->prof_cap = per_step;
     cs->prof_ev = calloc((size_t)per_step, sizeof *cs->prof_ev);
     cs->prof_op = calloc((size_t)per_step, 1);
@@ -451,6 +464,10 @@ em_status em_cuda_session_logits(em_session *s, float *dst) {
 
 em_status em_cuda_session_argmax(em_session *s, int32_t *tok) {
     em_cuda_session *cs = s->cuda;
+    if (cs->next_on_host) { /* the usual case: decode/prefill already brought it over */
+        *tok = cs->pinned[1];
+        return EM_OK;
+    }
     EM_CUDA_CHECK(cudaMemcpyAsync(&cs->pinned[1], cs->next, sizeof(int32_t), cudaMemcpyDeviceToHost, cs->stream));
     EM_TRY(em_cuda_sync(cs->stream));
     *tok = cs->pinned[1];
