@@ -143,7 +143,8 @@ em_status em_pattern_from_block_types(const char *const *types, uint32_t n, char
         else if (!strcmp(s, "attention") || !strcmp(s, "full_attention")) out[i] = EM_LAYER_ATTN;
         else if (!strcmp(s, "mlp")) out[i] = EM_LAYER_MLP;
         else if (!strcmp(s, "moe"))
-            return em_fail(EM_ERR_UNSUPPORTED, "layers_block_type[%u] is \"moe\" (mixture of experts), not supported", i);
+            return em_fail(EM_ERR_UNSUPPORTED, "layers_block_type[%u]: layer %u is \"moe\" (mixture of experts), not "
+                           "supported", i, i);
         else
             return em_fail(EM_ERR_FORMAT, "layers_block_type[%u] = \"%.32s\" is not one of mamba / linear_attention, "
                            "attention / full_attention, mlp", i, s);

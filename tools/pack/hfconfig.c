@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pattern.h"
 #include "safetensors.h"
 #include "tensors.h"
 #include "util.h"
@@ -225,36 +226,26 @@ static em_status hf_nemotron_pattern(const hf_ctx *x, em_hf_config *h) {
     const cJSON *list = hf_get(x, "layers_block_type", NULL);
     const cJSON *pat = hf_get(x, "hybrid_override_pattern", NULL);
     uint32_t n = 0;
-    if (cJSON_IsArray(list)) {
+    em_status st;
+    if (cJSON_IsArray(list)) { /* the names and their meaning live in runtime/pattern.c */
+        const char *types[EM_BLOB_MAX_LAYERS];
         for (const cJSON *e = list->child; e; e = e->next, n++) {
             if (n >= EM_BLOB_MAX_LAYERS)
                 return em_fail(EM_ERR_FORMAT, "%s: more than %u layers", x->label, EM_BLOB_MAX_LAYERS);
-            const char *s = cJSON_IsString(e) ? e->valuestring : "";
-            if (!strcmp(s, "mamba") || !strcmp(s, "linear_attention")) h->pattern[n] = EM_LAYER_MAMBA2;
-            else if (!strcmp(s, "attention") || !strcmp(s, "full_attention")) h->pattern[n] = EM_LAYER_ATTN;
-            else if (!strcmp(s, "mlp")) h->pattern[n] = EM_LAYER_MLP;
-            else if (!strcmp(s, "moe"))
-                return em_fail(EM_ERR_UNSUPPORTED, "%s: layer %u is a mixture-of-experts layer (\"moe\"), not "
-                               "supported", x->label, n);
-            else
-                return em_fail(EM_ERR_FORMAT, "%s: layers_block_type[%u] = \"%.32s\" is not one of mamba / "
-                               "linear_attention, attention / full_attention, mlp", x->label, n, s);
+            types[n] = cJSON_IsString(e) ? e->valuestring : "";
         }
+        st = em_pattern_from_block_types(types, n, h->pattern, sizeof h->pattern);
     } else if (cJSON_IsString(pat)) {
-        for (const char *p = pat->valuestring; *p; p++, n++) {
-            if (n >= EM_BLOB_MAX_LAYERS)
-                return em_fail(EM_ERR_FORMAT, "%s: more than %u layers", x->label, EM_BLOB_MAX_LAYERS);
-            if (*p == 'M' || *p == '*' || *p == '-') h->pattern[n] = *p;
-            else if (*p == 'E')
-                return em_fail(EM_ERR_UNSUPPORTED, "%s: layer %u is a mixture-of-experts layer ('E'), not supported",
-                               x->label, n);
-            else
-                return em_fail(EM_ERR_FORMAT, "%s: hybrid_override_pattern[%u] = '%c' is not one of M * -", x->label,
-                               n, *p);
-        }
+        st = em_pattern_parse(pat->valuestring, h->pattern, sizeof h->pattern);
+        n = st == EM_OK ? (uint32_t)strlen(h->pattern) : 0;
     } else {
         return em_fail(EM_ERR_FORMAT, "%s: needs \"layers_block_type\" (a list) or \"hybrid_override_pattern\"",
                        x->label);
+    }
+    if (st != EM_OK) { /* name the file in front of the pattern's own message */
+        char why[512];
+        snprintf(why, sizeof why, "%s", em_last_error());
+        return em_fail(st, "%s: %s", x->label, why);
     }
     if (n == 0) return em_fail(EM_ERR_FORMAT, "%s: the layer pattern is empty", x->label);
     h->pattern[n] = 0;
