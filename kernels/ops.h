@@ -22,8 +22,10 @@ typedef enum em_silu { EM_SILU_OFF = 0, EM_SILU_ON = 1 } em_silu;
 
 /* ---- linear: y = x W^T --------------------------------------------------------------------------- */
 typedef struct em_linear_args {
-    const void *w;        /* [n_out, n_in], w_dtype (F32 or BF16) */
+    const void *w;        /* [n_out, n_in], w_dtype (F32, BF16, or I8 with w_scale) */
     em_dtype w_dtype;
+    const float *w_scale; /* [n_out] per-output-channel scales when w_dtype is I8: y = (x . w_row) * w_scale[row]
+                             (issue 10, quant/); NULL otherwise */
     const float *x;       /* [n_tok, n_in], row stride x_stride */
     float *y;             /* [n_tok, n_out], row stride y_stride (written, never accumulated) */
     uint32_t n_tok, n_in, n_out;

@@ -5,6 +5,7 @@
 #   2. build the ASan+UBSan preset and run the CPU suite under it (blob corruption matrix included)
 #   3. where nvcc is installed: build the CUDA preset (proves the kernels compile) and run the gpu label,
 #      which runs on a GPU and SKIPs visibly ("SKIP ...: no CUDA device") without one
+#   4. scripts/stages/*.sh (fuzzing, the aarch64 cross build under qemu, packaging, ...)
 # Usage: scripts/test.sh [--fast]   (--fast: stage 1 only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,5 +32,14 @@ if [ "${1:-}" != "--fast" ] && { command -v nvcc >/dev/null || [ -x /usr/local/c
   export PATH=$PATH:/usr/local/cuda/bin
   stage "configure+build cuda" 1200 bash -c "cmake --preset cuda >/dev/null && cmake --build --preset cuda -j $jobs"
   stage "ctest gpu label" 600 ctest --preset cuda -L gpu --output-on-failure -V
+fi
+# 4. the areas' own stages: scripts/stages/*.sh in name order, each run with the budget its "# budget: N"
+#    line gives (default 600 s). A stage that cannot run here prints a SKIP line and exits 0.
+if [ "${1:-}" != "--fast" ]; then
+  for f in scripts/stages/*.sh; do
+    [ -e "$f" ] || continue
+    budget=$(sed -n 's/^# budget: *\([0-9][0-9]*\).*/\1/p' "$f" | head -1)
+    stage "$(basename "$f" .sh)" "${budget:-600}" bash "$f"
+  done
 fi
 echo "== all stages passed"
