@@ -123,6 +123,10 @@ int main(int argc, char **argv) {
         double c = now_s();
         if (r >= 0) { pf[r] = (double)p / (b - a); dec[r] = (c - b) * 1e3 / (double)n; }
     }
+    /* memory after every step above ((runs + 1) * n decode steps): must equal what create left (nothing grows) */
+    size_t free3 = 0;
+    if (info.backend == EM_BACKEND_CUDA && em_cuda_device_info(0, &ci) == EM_OK) free3 = ci.mem_free;
+    const long steps_done = (runs + 1) * n;
     qsort(pf, (size_t)runs, sizeof *pf, cmp_double);
     qsort(dec, (size_t)runs, sizeof *dec, cmp_double);
     double pf_med = pf[runs / 2], dec_med = dec[runs / 2];
@@ -138,10 +142,12 @@ int main(int argc, char **argv) {
         printf("{\"model\":\"%s\",\"backend\":\"%s\",\"device\":\"%s\",\"n_layer\":%u,\"d_model\":%u,\"vocab\":%u,"
                "\"prompt\":%ld,\"new\":%ld,\"runs\":%ld,\"prefill_tok_s\":%.1f,\"decode_ms_per_token\":%.4f,"
                "\"decode_ms_min\":%.4f,\"decode_ms_max\":%.4f,\"bytes_per_token\":%llu,\"read_gbps\":%.1f,"
-               "\"roofline_ms\":%.4f,\"roofline_fraction\":%.4f,\"load_s\":%.2f,\"plan_bytes\":%.0f,\"device_bytes_in_use\":%.0f}\n",
+               "\"roofline_ms\":%.4f,\"roofline_fraction\":%.4f,\"load_s\":%.2f,\"plan_bytes\":%.0f,\"device_bytes_in_use\":%.0f,"
+               "\"step\":\"%s\",\"decode_steps\":%ld,\"device_bytes_grown\":%.0f}\n",
                path, info.backend == EM_BACKEND_CUDA ? "cuda" : "cpu", info.backend == EM_BACKEND_CUDA ? ci.name : "cpu",
                info.n_layer, info.d_model, info.vocab_size, p, n, runs, pf_med, dec_med, dec[0], dec[runs - 1],
-               (unsigned long long)bytes_tok, bw, roof_ms, roof_ms > 0 ? roof_ms / dec_med : 0, t_load, planned, in_use);
+               (unsigned long long)bytes_tok, bw, roof_ms, roof_ms > 0 ? roof_ms / dec_med : 0, t_load, planned, in_use,
+               em_cuda_session_step_name(s), steps_done, free2 && free3 ? (double)free2 - (double)free3 : 0.0);
         if (op_sum > 0) { /* the breakdown as a second JSON object on its own line */
             printf("{\"breakdown_of\":\"%s\",\"graph_ms\":%.4f,\"eager_ms\":%.4f", path, graph_ms, op_sum);
             for (int k = 0; k < EM_OP_COUNT; k++) printf(",\"%s\":%.4f", em_cuda_op_names[k], op_ms[k]);
@@ -167,6 +173,10 @@ int main(int argc, char **argv) {
             printf("; device in use after load + create %.3f GB (%+.2f %% vs plan; load alone %.3f GB)", in_use / 1e9,
                    100.0 * (in_use - planned) / planned, (double)(free0 - free1) / 1e9);
         printf("\n");
+        if (free2 && free3)
+            printf("growth     device memory after %ld decode steps vs after create: %+lld bytes\n", steps_done,
+                   (long long)free2 - (long long)free3);
+        printf("step       %s\n", em_cuda_session_step_name(s));
         if (op_sum > 0) {
             printf("breakdown  one decode step, eager with an event after every kernel: %.3f ms (graph replay %.3f ms)\n",
                    op_sum, graph_ms);

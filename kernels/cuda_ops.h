@@ -33,6 +33,31 @@ int em_cuda_linear_supported(const em_linear_args *a);
  *  n_tok == 0 or n_out == 0 queues nothing. @return as the launchers above. */
 em_status em_cuda_linear(const em_linear_args *a, void *stream);
 
+/* ---- linear with INT8 weights per output channel (kernels/linear_i8.cu; issue 10, docs/int8.md) ----------
+ * y = (x . q_row) * w_scale[row] for w_dtype EM_DTYPE_I8 with w_scale [n_out] (device pointers), the twin's
+ * em_ref_linear I8 path. Same contract as em_cuda_linear: written never accumulated, deterministic, no
+ * allocation or sync (capture-safe), EM_LINEAR_W_CONST honoured, n_tok == 0 or n_out == 0 queues nothing.
+ * Any shape and alignment; the vector path (16 weights a load) needs W and x 16-byte aligned, n_in % 16 == 0,
+ * x_stride % 4 == 0. em_cuda_linear dispatches I8 weights here. */
+/** @return 1 if w_dtype is I8, w, w_scale, x, y are set and the strides are at least the row lengths. */
+int em_cuda_linear_i8_supported(const em_linear_args *a);
+em_status em_cuda_linear_i8(const em_linear_args *a, void *stream);
+/* tests/test_linear_i8_cuda.c --sweep: as em_cuda_linear_variant_info / _default_variant / _variant below */
+struct em_linear_variant; /* the test hooks' variant description, defined below */
+int em_cuda_linear_i8_variant_info(int i, struct em_linear_variant *out);
+int em_cuda_linear_i8_default_variant(const em_linear_args *a);
+em_status em_cuda_linear_i8_variant(const em_linear_args *a, void *stream, int i);
+
+/* ---- the decode step's fused GEMVs (kernels/linear.cu; ops.h says what they compute) -------------------------
+ * One token. norm_linear: RMSNorm prologue (the norm's sum of squares is taken from the x chunks the GEMV reads
+ * anyway) and the conv1d epilogue on the xBC rows; gated_linear: the gated group RMSNorm prologue (group scales from
+ * the ssm's per-head sums of squares) and the residual add. Both stream W like em_cuda_linear's NT 1 variants and
+ * honour EM_LINEAR_W_CONST the same way. Deterministic; no allocation, no sync, safe in a stream capture. */
+int em_cuda_norm_linear_supported(const em_norm_linear_args *a);
+em_status em_cuda_norm_linear(const em_norm_linear_args *a, void *stream);
+int em_cuda_gated_linear_supported(const em_gated_linear_args *a);
+em_status em_cuda_gated_linear(const em_gated_linear_args *a, void *stream);
+
 /* ---- the Mamba-2 step's small ops ------------------------------------------------------------------------
  * Each takes the twin's args struct with DEVICE pointers (strides in elements, 0 = dense, as ops.h says).
  * em_cuda_<op>_supported is the one statement of what a launcher takes (STYLE.md lesson 10): the planner
@@ -67,6 +92,8 @@ em_status em_cuda_conv1d(const em_conv1d_args *a, void *stream);
  * the state is read once and written once per call whatever n_tok. G > 0, H % G == 0, dt_min <= dt_max,
  * dt_max > 0. y must not overlap the state (y == x with the same stride is fine). Fast path: N in
  * {16, 32, 64, 128, 256}, state/B/C 16-byte aligned, bc_stride % 4 == 0; else a warp-per-row path. */
+/* z / sumsq (the fused step's gate and sums of squares) need the vector path and P <= 32 * rows per warp (a head's
+ * rows in one block of at most 32 warps); flags & EM_SSM_STATE_OWN: launched as a programmatic dependent (sm_90+). */
 int em_cuda_ssm_supported(const em_ssm_args *a);
 em_status em_cuda_ssm(const em_ssm_args *a, void *stream);
 
@@ -75,6 +102,53 @@ em_status em_cuda_ssm(const em_ssm_args *a, void *stream);
  * launch: on sm_90+ one cluster of 8 blocks (distributed shared memory, no global scratch, so concurrent
  * calls on other streams are safe); elsewhere one block. */
 em_status em_cuda_argmax(const float *x, uint32_t n, int32_t *out_dev, void *stream);
+
+/* ---- prefill: the SSD chunked scan (kernels/ssd.cu) and cuBLASLt GEMMs (kernels/gemm.cu); issue 8 ----------
+ * Both run in the caller's workspace (planned once, at session create, from the sizes below) and never allocate,
+ * synchronise or read device memory from the host: safe inside a stream capture. docs/prefill.md. */
+
+/** Workspace em_cuda_ssd needs for prompts of up to max_tok tokens with these dims and chunk (0 = EM_SSD_CHUNK);
+ *  0 for a chunk it does not take. Includes 256 bytes of alignment slack (any workspace pointer is fine).
+ *  8B shape (H 128, P 64, N 128, G 8), chunk 128: ~19.4 MB at 512 tokens, ~310 MB at 8192 (the chunk states,
+ *  n_tok / chunk x 4.2 MB, dominate). */
+size_t em_cuda_ssd_workspace_bytes(uint32_t max_tok, uint32_t H, uint32_t P, uint32_t N, uint32_t G, uint32_t chunk);
+/** @return 1 if em_cuda_ssd takes these arguments: pointers set, G > 0, H % G == 0, H <= 65535, chunk 0/64/128/256,
+ *  dt_min <= dt_max, dt_max > 0, strides at least the row lengths. Any P, N, n_tok, alignment. */
+int em_cuda_ssd_supported(const em_ssd_args *a);
+/** Queues the chunked SSD scan (device pointers): y[n_tok, H, P] and the state advanced by n_tok tokens, equal to
+ *  em_cuda_ssm / em_ref_ssm on the same tokens within TF32 rounding (~1e-3 relative; tests hold it to 1e-2 against
+ *  em_ref_ssd). The state is read at the start and written at the end (in place, [H, P, N] fp32 as decode keeps
+ *  it). y must not overlap x, B, C, dt or the state (unlike em_cuda_ssm, y == x is NOT allowed: a token's output
+ *  is written while later tokens' blocks still read x). 5 launches. n_tok == 0 queues nothing.
+ *  @return EM_OK; EM_ERR_INVALID_ARG (unsupported, or ws_bytes < em_cuda_ssd_workspace_bytes(n_tok, ...));
+ *  EM_ERR_DEVICE if a launch fails. */
+em_status em_cuda_ssd(const em_ssd_args *a, void *workspace, size_t ws_bytes, void *stream);
+/** Tuning hook (test_ssd_cuda --perf): only kernel `phase` of em_cuda_ssd (0 dt/cum, 1 C.B^T, 2 chunk states,
+ *  3 state pass, 4 outputs; -1 = all, = em_cuda_ssd). A phase alone reads what the earlier ones left in the
+ *  workspace: timing only. */
+em_status em_cuda_ssd_phase(const em_ssd_args *a, void *workspace, size_t ws_bytes, void *stream, int phase);
+
+/** A cuBLASLt handle plus a fixed table of per-shape algorithms (host memory, allocated here once).
+ *  @return EM_OK, EM_ERR_OUT_OF_MEMORY, EM_ERR_DEVICE. One handle per stream/session (not thread-safe). */
+em_status em_cuda_gemm_create(void **h);
+void em_cuda_gemm_destroy(void *h); /* NULL is a no-op */
+/** Workspace em_cuda_gemm needs for n_tok <= max_tok and n_in <= max_n_in: 32 MiB for cuBLASLt + the bf16 copy of
+ *  x (max_tok * max_n_in * 2 bytes) + 256 bytes of alignment slack. */
+size_t em_cuda_gemm_workspace_bytes(uint32_t max_tok, uint32_t max_n_in);
+/** @return 1 if em_cuda_gemm takes these arguments: w_dtype BF16 (else the launcher says EM_ERR_UNSUPPORTED: use
+ *  em_cuda_linear), x, y (and W when n_in, n_out > 0) set, strides at least the row lengths. Any alignment. */
+int em_cuda_gemm_supported(const em_linear_args *a);
+/** Queues y[n_tok, n_out] = bf16(x)[n_tok, n_in] W^T (fp32 accumulate and output; y written, never accumulated;
+ *  flags ignored) on `stream`: a conversion kernel (x -> bf16 in the workspace) and one cublasLtMatmul. The first
+ *  call with a shape (n_out, n_tok, n_in, y_stride, pointer alignments) asks cuBLASLt's heuristic (host only) and
+ *  remembers the algorithm (64 shapes, then round-robin replacement). x rounded to bf16 is the only difference from
+ *  em_ref_linear (~4e-3 relative at most per element; tests hold it to 1e-2). n_tok == 0 or n_out == 0 queues
+ *  nothing. @return EM_OK; EM_ERR_INVALID_ARG (incl. ws_bytes too small); EM_ERR_UNSUPPORTED (not BF16, or no
+ *  cuBLASLt algorithm); EM_ERR_DEVICE. */
+em_status em_cuda_gemm(void *h, const em_linear_args *a, void *ws, size_t ws_bytes, void *stream);
+/** Runs the heuristic query for a's shape now (e.g. at session create for the planned chunk and the head), so that
+ *  em_cuda_gemm with that shape does no host-side search. Queues nothing. @return as em_cuda_gemm. */
+em_status em_cuda_gemm_prepare(void *h, const em_linear_args *a, void *ws, size_t ws_bytes);
 
 /* ---- test and tuning hooks (tests/test_*_cuda.c --perf): not for the executor ---------------------------- */
 /** em_cuda_ssm on a chosen path: 0 = what em_cuda_ssm picks, -1 = the warp-per-row path, 1/2/4 = the

@@ -73,6 +73,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cuda_runtime.h>
@@ -160,32 +161,132 @@ static __device__ __forceinline__ void em_lin_load(uint4 (&dst)[RPW][U], const u
         for (int u = 0; u < U; u++) dst[r][u] = em_ld_stream(wr[r] + v + VS * u);
 }
 
+/* The fused decode-step modes (em_cuda_norm_linear, em_cuda_gated_linear; NT 1 only). MODE 0: plain GEMV.
+ * MODE 1 (norm_linear): x chunks are multiplied by the RMSNorm weight and their squares summed (every element of x
+ * is read exactly once per row group, by one lane of the group's KS warps, so the group gets sum(x^2) for free);
+ * the row's sum is scaled by rsqrt(mean(x^2) + eps) at the end; rows in the conv range go through the conv1d
+ * (+bias, SiLU, state roll) before the store. MODE 2 (gated_linear): x chunks are y * norm_w * rstd(group), the
+ * group scales worked out once per block from the ssm's per-head sums of squares; the row's sum is added to the
+ * residual stream. */
+struct em_lin_fuse {
+    const float *nw;                 /* [n_in] norm weight (MODE 1, 2) */
+    float eps;
+    float *conv_state;               /* MODE 1 conv epilogue: [conv_dim, K-1] */
+    const float *conv_w, *conv_b;    /* [conv_dim, K], [conv_dim] or NULL */
+    uint32_t conv_off, conv_dim, K;
+    const float *sumsq;              /* MODE 2: [n_in / P] */
+    uint32_t vpg, hpg, n_groups;     /* MODE 2: 16-byte vectors (8 weights) a group, heads a group, groups */
+    float inv_group;                 /* 1 / group (MODE 2), 1 / n_in (MODE 1) */
+    int trigger_late;                /* PDL: let dependents launch after the main loop instead of at entry */
+};
+#define EM_LIN_MAX_GROUPS 64
+#define EM_LIN_MAX_HEADS 256 /* MODE 2: per-head sums a block stages in shared memory */
+
+/* x chunk vv (8 floats) as the GEMV sees it: MODE 0 x itself; MODE 1 x * nw (ss += x^2); MODE 2 y * nw * sc[group]. */
+template <int MODE>
+static __device__ __forceinline__ void em_lin_x8(const float *__restrict__ x, uint32_t vv, const em_lin_fuse &f,
+                                                 const float *sc, float &ss, float4 &a, float4 &b) {
+    const float4 *xp = reinterpret_cast<const float4 *>(x) + 2 * vv;
+    a = __ldg(xp);
+    b = __ldg(xp + 1);
+    if constexpr (MODE == 1) {
+        ss = fmaf(a.x, a.x, ss); ss = fmaf(a.y, a.y, ss); ss = fmaf(a.z, a.z, ss); ss = fmaf(a.w, a.w, ss);
+        ss = fmaf(b.x, b.x, ss); ss = fmaf(b.y, b.y, ss); ss = fmaf(b.z, b.z, ss); ss = fmaf(b.w, b.w, ss);
+    }
+    if constexpr (MODE != 0) {
+        const float4 *np = reinterpret_cast<const float4 *>(f.nw) + 2 * vv;
+        const float4 na = __ldg(np), nb = __ldg(np + 1);
+        float k = 1.0f;
+        if constexpr (MODE == 2) k = sc[vv / f.vpg];
+        a.x *= na.x * k; a.y *= na.y * k; a.z *= na.z * k; a.w *= na.w * k;
+        b.x *= nb.x * k; b.y *= nb.y * k; b.z *= nb.z * k; b.w *= nb.w * k;
+    }
+}
+
 /* acc[t][r] += the batch's chunks . x[t] (x read through L1, reused across the RPW rows). */
-template <int NT, int RPW, int U, uint32_t VS>
+template <int NT, int RPW, int U, uint32_t VS, int MODE>
 static __device__ __forceinline__ void em_lin_fma(float (&acc)[NT][RPW], const uint4 (&wv)[RPW][U],
-                                                  const float *__restrict__ x, uint32_t x_stride, uint32_t v) {
+                                                  const float *__restrict__ x, uint32_t x_stride, uint32_t v,
+                                                  const em_lin_fuse &f, const float *sc, float &ss) {
 #pragma unroll
     for (int u = 0; u < U; u++)
 #pragma unroll
         for (int t = 0; t < NT; t++) {
-            const float4 *xp = reinterpret_cast<const float4 *>(x + (size_t)t * x_stride) + 2 * (v + VS * u);
-            const float4 a = __ldg(xp), b = __ldg(xp + 1);
+            float4 a, b;
+            em_lin_x8<MODE>(x + (size_t)t * x_stride, v + VS * u, f, sc, ss, a, b);
 #pragma unroll
             for (int r = 0; r < RPW; r++) acc[t][r] = em_dot8(acc[t][r], wv[r][u], a, b);
         }
+}
+
+/* MODE 1's conv window of one row, loaded at kernel entry by the lane that will store the row (the conv state, its
+ * weights and bias are not written by the kernel before, so they load before the grid-dependency wait, and their
+ * latency hides behind the whole GEMV instead of ending it). */
+#define EM_LIN_CONV_MAXK 4 /* Mamba's d_conv; the fused step takes 2 <= K <= 4 */
+struct em_lin_conv {
+    bool on;
+    float st[EM_LIN_CONV_MAXK - 1], w[EM_LIN_CONV_MAXK], b;
+};
+
+static __device__ __forceinline__ void em_lin_conv_load(em_lin_conv &cv, uint32_t row, const em_lin_fuse &f) {
+    const uint32_t c = row - f.conv_off; /* unsigned: rows before the conv range wrap past conv_dim */
+    cv.on = c < f.conv_dim;
+    if (!cv.on) return;
+    const float *cw = f.conv_w + (size_t)c * f.K;
+    const float *st = f.conv_state + (size_t)c * (f.K - 1);
+#pragma unroll
+    for (uint32_t k = 0; k < EM_LIN_CONV_MAXK; k++) {
+        cv.w[k] = k < f.K ? __ldg(cw + k) : 0.0f;
+        if (k + 1 < EM_LIN_CONV_MAXK) cv.st[k] = k + 1 < f.K ? st[k] : 0.0f;
+    }
+    cv.b = f.conv_b ? __ldg(f.conv_b + c) : 0.0f;
+}
+
+/* The store of row `row`'s sum s (token t): the plain store, or the fused epilogues. */
+template <int MODE>
+static __device__ __forceinline__ void em_lin_store(float *__restrict__ y, uint32_t t, uint32_t y_stride,
+                                                    uint32_t row, float s, const em_lin_fuse &f, const em_lin_conv &cv) {
+    if constexpr (MODE == 2) {
+        y[row] += s; /* the residual stream: this lane owns the row */
+    } else {
+        if constexpr (MODE == 1) {
+            if (cv.on) {
+                /* em_ref_conv1d for one token: acc = b + sum_k w[k] * window[k], window = (state, s); the state
+                 * moves one slot older and s becomes its newest entry */
+                const uint32_t c = row - f.conv_off;
+                float *st = f.conv_state + (size_t)c * (f.K - 1);
+                float acc = cv.b;
+#pragma unroll
+                for (uint32_t k = 0; k + 1 < EM_LIN_CONV_MAXK; k++)
+                    if (k + 1 < f.K) {
+                        acc += cv.w[k] * cv.st[k];
+                        if (k > 0) st[k - 1] = cv.st[k];
+                    }
+                float wl = 0.0f; /* w[K-1], picked with constant indices (a register array stays in registers) */
+#pragma unroll
+                for (uint32_t k = 0; k < EM_LIN_CONV_MAXK; k++)
+                    if (k + 1 == f.K) wl = cv.w[k];
+                acc += wl * s;
+                st[f.K - 2] = s;
+                s = acc / (1.0f + expf(-acc)); /* silu, as em_silu_f */
+            }
+        }
+        y[(size_t)t * y_stride + row] = s;
+    }
 }
 
 // ---- v2: bf16 vector GEMV, NT tokens -----------------------------------------------------------------
 
 /* Preconditions (checked by the launcher): w and x 16-byte aligned, n_in % 8 == 0, x_stride % 4 == 0.
  * Grid: ceil(n_out / (NW / KS * RPW)) blocks of NW * 32 threads. */
-template <int NT, int RPW, int U, int KS, int NW>
+template <int NT, int RPW, int U, int KS, int NW, int MODE = 0>
 __global__ void __launch_bounds__(NW * 32)
 em_linear_bf16_vec(const uint4 *__restrict__ w,   /* [n_out, n_in / 8] (8 bf16 per uint4) */
                    const float *__restrict__ x,   /* [NT, n_in], row stride x_stride */
                    float *__restrict__ y,         /* [NT, n_out], row stride y_stride */
-                   uint32_t n_in, uint32_t n_out, uint32_t x_stride, uint32_t y_stride) {
+                   uint32_t n_in, uint32_t n_out, uint32_t x_stride, uint32_t y_stride, const em_lin_fuse f) {
     static_assert(NW % KS == 0 && NT * RPW <= 32, "a group's KS warps in one block; one store lane per sum");
+    static_assert(MODE == 0 || NT == 1, "the fused modes are for the decode step (one token)");
     constexpr int GROUPS = NW / KS;   /* row groups per block */
     constexpr uint32_t VS = 32u * KS; /* a lane's stride (in 16-byte vectors) between its chunks of a row */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -194,7 +295,7 @@ em_linear_bf16_vec(const uint4 *__restrict__ w,   /* [n_out, n_in / 8] (8 bf16 p
     /* A group past n_out (last block only) loads nothing but still meets the block barrier and the wait. */
     const uint32_t nv = row0 < n_out ? n_in / 8 : 0;
 
-    em_pdl_trigger();
+    if (MODE == 0 || !f.trigger_late) em_pdl_trigger();
 
     /* Rows past n_out (last group only) re-read the last row, so that the loop has no per-row branch; their
      * results are not stored. */
@@ -219,47 +320,73 @@ em_linear_bf16_vec(const uint4 *__restrict__ w,   /* [n_out, n_in / 8] (8 bf16 p
     uint4 wa[RPW][U], wb[RPW][U];
     bool full = v + VS * (U - 1) < nv;
     if (full) em_lin_load<RPW, U, VS>(wa, wrc, v);
+    /* MODE 1: the store lane of row row0 + lane (ks 0) fetches that row's conv window now */
+    em_lin_conv cv;
+    cv.on = false;
+    if constexpr (MODE == 1)
+        if (ks == 0 && lane < RPW && row0 + lane < n_out) em_lin_conv_load(cv, row0 + lane, f);
     em_pdl_wait();
+
+    /* MODE 2: the group scales rstd(g) = rsqrt(sum of the group's per-head sums of squares / group + eps), once a
+     * block, each group's heads added in order (deterministic). Read after the wait: the ssm wrote them. */
+    __shared__ float sc[MODE == 2 ? EM_LIN_MAX_GROUPS : 1];
+    __shared__ float heads[MODE == 2 ? EM_LIN_MAX_HEADS : 1];
+    if constexpr (MODE == 2) {
+        /* all threads load the per-head sums at once (one memory round trip), then one thread a group adds its
+         * heads in order from shared memory */
+        const uint32_t nh = f.n_groups * f.hpg;
+        for (uint32_t i = threadIdx.x; i < nh; i += NW * 32) heads[i] = f.sumsq[i];
+        __syncthreads();
+        for (uint32_t gi = threadIdx.x; gi < f.n_groups; gi += NW * 32) {
+            float ssg = 0.0f;
+            for (uint32_t h = 0; h < f.hpg; h++) ssg += heads[gi * f.hpg + h];
+            sc[gi] = rsqrtf(ssg * f.inv_group + f.eps);
+        }
+        __syncthreads();
+    }
+    float ss = 0.0f; /* MODE 1: this lane's part of sum(x^2) */
+
     while (full) {
         uint32_t vn = v + VS * U;
         bool next = vn + VS * (U - 1) < nv;
         if (next) em_lin_load<RPW, U, VS>(wb, wrc, vn);
-        em_lin_fma<NT, RPW, U, VS>(acc, wa, x, x_stride, v);
+        em_lin_fma<NT, RPW, U, VS, MODE>(acc, wa, x, x_stride, v, f, sc, ss);
         v = vn;
         if (!next) break;
         vn = v + VS * U;
         next = vn + VS * (U - 1) < nv;
         if (next) em_lin_load<RPW, U, VS>(wa, wrc, vn);
-        em_lin_fma<NT, RPW, U, VS>(acc, wb, x, x_stride, v);
+        em_lin_fma<NT, RPW, U, VS, MODE>(acc, wb, x, x_stride, v, f, sc, ss);
         v = vn;
         full = next;
     }
     /* Remainder: fewer than U chunks were left for this lane; one at a time. */
     for (; v < nv; v += VS) {
-        uint4 w1[RPW];
+        uint4 w1[RPW][1];
 #pragma unroll
-        for (int r = 0; r < RPW; r++) w1[r] = em_ld_stream(wr[r] + v);
-#pragma unroll
-        for (int t = 0; t < NT; t++) {
-            const float4 *xp = reinterpret_cast<const float4 *>(x + (size_t)t * x_stride) + 2 * v;
-            const float4 a = __ldg(xp), b = __ldg(xp + 1);
-#pragma unroll
-            for (int r = 0; r < RPW; r++) acc[t][r] = em_dot8(acc[t][r], w1[r], a, b);
-        }
+        for (int r = 0; r < RPW; r++) w1[r][0] = em_ld_stream(wr[r] + v);
+        em_lin_fma<NT, RPW, 1, VS, MODE>(acc, w1, x, x_stride, v, f, sc, ss);
     }
+    if (MODE != 0 && f.trigger_late) em_pdl_trigger();
 
     /* Every lane ends with every sum of its warp; lane t * RPW + r owns (t, r), so the NT * RPW <= 32 stores
      * of a warp go out in one instruction. */
     if constexpr (KS == 1) {
+        float rs = 1.0f; /* MODE 1: rsqrt(mean(x^2) + eps) from the warp's sum */
+        if constexpr (MODE == 1) rs = rsqrtf(em_warp_sum(ss) * f.inv_group + f.eps);
 #pragma unroll
         for (int t = 0; t < NT; t++)
 #pragma unroll
             for (int r = 0; r < RPW; r++) {
                 const float s = em_warp_sum(acc[t][r]);
-                if (lane == t * RPW + r && row0 + r < n_out) y[(size_t)t * y_stride + row0 + r] = s;
+                if (lane == t * RPW + r && row0 + r < n_out) em_lin_store<MODE>(y, t, y_stride, row0 + r, s * rs, f, cv);
             }
     } else {
-        __shared__ float part[KS][GROUPS][NT * RPW];
+        __shared__ float part[KS][GROUPS][NT * RPW + (MODE == 1)]; /* MODE 1: the last slot holds sum(x^2) */
+        if constexpr (MODE == 1) {
+            const float sw = em_warp_sum(ss);
+            if (lane == 0) part[ks][g][NT * RPW] = sw;
+        }
 #pragma unroll
         for (int t = 0; t < NT; t++)
 #pragma unroll
@@ -272,8 +399,14 @@ em_linear_bf16_vec(const uint4 *__restrict__ w,   /* [n_out, n_in / 8] (8 bf16 p
             float s = part[0][g][lane];
 #pragma unroll
             for (int k = 1; k < KS; k++) s += part[k][g][lane]; /* fixed order: deterministic */
+            if constexpr (MODE == 1) {
+                float sx = part[0][g][NT * RPW];
+#pragma unroll
+                for (int k = 1; k < KS; k++) sx += part[k][g][NT * RPW];
+                s *= rsqrtf(sx * f.inv_group + f.eps);
+            }
             const uint32_t t = (uint32_t)lane / RPW, r = (uint32_t)lane % RPW;
-            if (row0 + r < n_out) y[(size_t)t * y_stride + row0 + r] = s;
+            if (row0 + r < n_out) em_lin_store<MODE>(y, t, y_stride, row0 + r, s, f, cv);
         }
     }
 }
@@ -320,7 +453,8 @@ em_linear_generic(const T *__restrict__ w,       /* [n_out, n_in] */
 
 // ---- the variant table ---------------------------------------------------------------------------------
 
-typedef void (*em_lin_kernel)(const uint4 *, const float *, float *, uint32_t, uint32_t, uint32_t, uint32_t);
+typedef void (*em_lin_kernel)(const uint4 *, const float *, float *, uint32_t, uint32_t, uint32_t, uint32_t,
+                              const em_lin_fuse);
 
 typedef struct em_lin_variant {
     int nt, rpw, u, ks, nw;
@@ -480,7 +614,8 @@ static em_status em_lin_launch(int vi, const em_linear_args *a, const float *x, 
         cfg.attrs = attr;
         cfg.numAttrs = 1;
     }
-    const cudaError_t e = cudaLaunchKernelEx(&cfg, V->k, (const uint4 *)a->w, x, y, a->n_in, a->n_out, xs, ys);
+    const em_lin_fuse none = {};
+    const cudaError_t e = cudaLaunchKernelEx(&cfg, V->k, (const uint4 *)a->w, x, y, a->n_in, a->n_out, xs, ys, none);
     return em_linear_launched(V->name, a, e);
 }
 
@@ -527,6 +662,119 @@ extern "C" em_status em_cuda_linear(const em_linear_args *a, void *stream) {
                            ys, s);
     }
     return st;
+}
+
+// ---- the decode step's fused ops (ops.h: em_norm_linear_args, em_gated_linear_args) -----------------------
+
+/* The fused kernels run the NT 1 defaults' geometry (em_lin_pick's variants 0 and 1) with MODE 1 or 2. */
+template <int MODE> static em_lin_kernel em_lin_fused_kernel(int vi) {
+    return vi == EM_LIN_V1_ONE_WAVE ? em_linear_bf16_vec<1, 2, 4, 1, 4, MODE> : em_linear_bf16_vec<1, 2, 4, 4, 4, MODE>;
+}
+
+/* Launch mode of the fused ops, for tuning (docs/gpu.md): EM_PDL_TRIGGER=late makes the fused GEMVs let their
+ * dependents launch only after their main loop (default: at entry, like the plain GEMV). Read once. */
+static int em_lin_trigger_late(void) {
+    static std::atomic<int> v{-1};
+    int t = v.load(std::memory_order_relaxed);
+    if (t < 0) {
+        const char *e = getenv("EM_PDL_TRIGGER");
+        t = e && strcmp(e, "late") == 0;
+        v.store(t, std::memory_order_relaxed);
+    }
+    return t;
+}
+
+static em_status em_lin_fused_launch(em_lin_kernel k, int vi, const void *w, const float *x, float *y, uint32_t n_in,
+                                     uint32_t n_out, uint32_t flags, const em_lin_fuse &f, cudaStream_t s,
+                                     const char *name) {
+    const em_lin_variant *V = &em_lin_variants[vi];
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(em_lin_blocks(vi, n_out));
+    cfg.blockDim = dim3((unsigned)V->nw * 32u);
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    if ((flags & EM_LINEAR_W_CONST) && em_lin_dev_info()->cc_major.load(std::memory_order_relaxed) >= 9) {
+        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.attrs = attr;
+        cfg.numAttrs = 1;
+    }
+    cudaError_t e = cudaLaunchKernelEx(&cfg, k, (const uint4 *)w, x, y, n_in, n_out, n_in, n_out, f);
+    if (e == cudaSuccess) e = cudaGetLastError();
+    else cudaGetLastError();
+    if (e == cudaSuccess) return EM_OK;
+    return em_fail(EM_ERR_DEVICE, "%s: launch (n_in %u, n_out %u) failed: %s: %s", name, n_in, n_out,
+                   cudaGetErrorName(e), cudaGetErrorString(e));
+}
+
+static int em_lin_bf16_vec_ok(const void *w, const float *x, uint32_t n_in, em_dtype dt) {
+    return dt == EM_DTYPE_BF16 && w && x && n_in % 8 == 0 && em_aligned16(w) && em_aligned16(x);
+}
+
+extern "C" int em_cuda_norm_linear_supported(const em_norm_linear_args *a) {
+    if (!a || !a->y || !a->norm_w || !em_aligned16(a->norm_w) || a->n_out == 0) return 0;
+    if (!em_lin_bf16_vec_ok(a->w, a->x, a->n_in, a->w_dtype)) return 0;
+    if (a->conv_dim) {
+        if (!a->conv_state || !a->conv_w || a->K < 2 || a->K > EM_LIN_CONV_MAXK) return 0;
+        if ((uint64_t)a->conv_off + a->conv_dim > a->n_out) return 0;
+    }
+    return 1;
+}
+
+extern "C" em_status em_cuda_norm_linear(const em_norm_linear_args *a, void *stream) {
+    if (!em_cuda_norm_linear_supported(a))
+        return em_fail(EM_ERR_INVALID_ARG, "em_cuda_norm_linear: unsupported arguments (BF16 weights, 16-byte aligned "
+                       "w / x / norm_w, n_in %% 8 == 0, conv rows inside n_out and 2 <= K <= %d are needed)", EM_LIN_CONV_MAXK);
+    em_lin_fuse f = {};
+    f.nw = a->norm_w;
+    f.eps = a->eps;
+    f.conv_state = a->conv_state;
+    f.conv_w = a->conv_w;
+    f.conv_b = a->conv_b;
+    f.conv_off = a->conv_off;
+    f.conv_dim = a->conv_dim;
+    f.K = a->K;
+    f.inv_group = 1.0f / (float)a->n_in;
+    f.trigger_late = em_lin_trigger_late();
+    const int vi = em_lin_pick(1, a->n_out, a->n_in);
+    return em_lin_fused_launch(em_lin_fused_kernel<1>(vi), vi, a->w, a->x, a->y, a->n_in, a->n_out, a->flags, f,
+                               (cudaStream_t)stream, "em_cuda_norm_linear");
+}
+
+extern "C" int em_cuda_gated_linear_supported(const em_gated_linear_args *a) {
+    if (!a || !a->x || !a->sumsq || !a->norm_w || !em_aligned16(a->norm_w) || a->n_out == 0) return 0;
+    if (!em_lin_bf16_vec_ok(a->w, a->y, a->n_in, a->w_dtype)) return 0;
+    if (a->group == 0 || a->P == 0 || a->group % 8 != 0 || a->group % a->P != 0 || a->n_in % a->group != 0) return 0;
+    return a->n_in / a->group <= EM_LIN_MAX_GROUPS && a->n_in / a->P <= EM_LIN_MAX_HEADS;
+}
+
+extern "C" em_status em_cuda_gated_linear(const em_gated_linear_args *a, void *stream) {
+    if (!em_cuda_gated_linear_supported(a))
+        return em_fail(EM_ERR_INVALID_ARG, "em_cuda_gated_linear: unsupported arguments (BF16 weights, 16-byte aligned "
+                       "w / y / norm_w, n_in %% 8 == 0, group %% 8 == 0, group %% P == 0, at most %d groups and %d heads)",
+                       EM_LIN_MAX_GROUPS, EM_LIN_MAX_HEADS);
+    em_lin_fuse f = {};
+    f.nw = a->norm_w;
+    f.eps = a->eps;
+    f.sumsq = a->sumsq;
+    f.vpg = a->group / 8;
+    f.hpg = a->group / a->P;
+    f.n_groups = a->n_in / a->group;
+    f.inv_group = 1.0f / (float)a->group;
+    f.trigger_late = em_lin_trigger_late();
+    /* The several-waves geometry (KS 4: 2 rows a block) even where one wave would hold the grid: measured on the
+     * H100 for out_proj of the 8B shape, 25.3 us vs 26.2 us a launch in a graph and 4.842 vs 4.939 ms a token
+     * (docs/gpu.md, "the fused step"). EM_GATED_KS1=1 picks em_cuda_linear's choice instead (tuning). */
+    static std::atomic<int> ks1{-1};
+    int k1 = ks1.load(std::memory_order_relaxed);
+    if (k1 < 0) {
+        const char *e = getenv("EM_GATED_KS1");
+        k1 = e && e[0] == '1';
+        ks1.store(k1, std::memory_order_relaxed);
+    }
+    const int vi = k1 || a->n_in / 8 < 32u * 4 * 4 ? em_lin_pick(1, a->n_out, a->n_in) : EM_LIN_V1_WAVES;
+    return em_lin_fused_launch(em_lin_fused_kernel<2>(vi), vi, a->w, a->y, a->x, a->n_in, a->n_out, a->flags, f,
+                               (cudaStream_t)stream, "em_cuda_gated_linear");
 }
 
 // ---- test and tuning hooks ------------------------------------------------------------------------------

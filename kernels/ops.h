@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h> /* memset in em_ssd_as_ssm */
 
 #include "edgemamba.h"
 
@@ -73,7 +74,18 @@ typedef struct em_ssm_args {
     uint32_t n_tok, H, P, N, G; /* head h reads group h / (H / G) */
     uint32_t x_stride, dt_stride, bc_stride, y_stride;
     float dt_min, dt_max; /* clamp of dt after softplus; (0, +inf) = none */
+    /* Optional, for the fused decode step (NULL = off): the gate and the group norm's sums of squares.
+     * z set: y = (C.h + D x) * silu(z) (the gated norm's gate, folded in); sumsq set: sumsq[t * H + h] = the sum over
+     * the head's P outputs of y^2 (after the gate), which em_gated_linear_args turns into the group RMS. */
+    const float *z;       /* [n_tok, H, P], row stride z_stride */
+    uint32_t z_stride;
+    float *sumsq;         /* [n_tok, H] */
+    uint32_t flags;       /* EM_SSM_*; 0 = none. The twin ignores them. */
 } em_ssm_args;
+/* flags: the kernel queued just before this one on the stream writes neither the state nor A, D, dt_bias (in the
+ * decode step it is in_proj), so the CUDA launcher may start as its programmatic dependent (sm_90+): blocks load
+ * their state while it finishes, and read x, dt, B, C, z only after it has completed. */
+#define EM_SSM_STATE_OWN 1u
 
 /* ---- gated RMSNorm: out = w * groupRMSNorm(y * silu(z)) ----------------------------------------- */
 typedef struct em_gated_norm_args {
@@ -121,10 +133,12 @@ typedef struct em_attn_args {
 
 /* ---- MLP: y = down(act(up(x))), no gate, no bias (hybrid MLP layers) --------------------------------- */
 typedef struct em_mlp_args {
-    const void *up;       /* [d_ff, d], up_dtype (F32 or BF16) */
+    const void *up;       /* [d_ff, d], up_dtype (F32, BF16, or I8 with up_scale) */
     em_dtype up_dtype;
-    const void *down;     /* [d, d_ff], down_dtype */
+    const void *down;     /* [d, d_ff], down_dtype (F32, BF16, or I8 with down_scale) */
     em_dtype down_dtype;
+    const float *up_scale;   /* [d_ff] per-row scales when up_dtype is I8 (as em_linear_args.w_scale); else NULL */
+    const float *down_scale; /* [d] per-row scales when down_dtype is I8; else NULL */
     const float *x;       /* [n_tok, d] */
     float *h;             /* [n_tok, d_ff] workspace (holds act(up(x)) afterwards) */
     float *y;             /* [n_tok, d] (written) */
@@ -132,6 +146,79 @@ typedef struct em_mlp_args {
     uint32_t act;         /* em_mlp_act (runtime/blob.h): EM_ACT_GELU (exact erf), EM_ACT_RELU2 (relu(x)^2),
                              EM_ACT_SILU */
 } em_mlp_args;
+
+/* ---- the Mamba-2 decode step's fused ops (one token; kernels/linear.cu, twins kernels/ref/fused_ref.c) ------- *
+ * A decode step of a Mamba-2 layer is three kernels: norm_linear (RMSNorm -> in_proj -> conv1d on the xBC rows),
+ * the ssm with z and sumsq set (gate and the group norm's sums of squares), and gated_linear (group RMSNorm ->
+ * out_proj -> residual add). They compute what rmsnorm, linear, conv1d, ssm, gated_norm, linear and the residual
+ * add compute, in that order (tests/test_ref_fused.c proves it on the twins), with 3 launches instead of 6 and
+ * no intermediate written twice. */
+typedef struct em_norm_linear_args {
+    const float *x;       /* [n_in] the residual stream (read only) */
+    const float *norm_w;  /* [n_in] RMSNorm weight */
+    float eps;
+    const void *w;        /* [n_out, n_in] BF16 (CUDA: 16-byte aligned, n_in % 8 == 0) */
+    em_dtype w_dtype;
+    float *y;             /* [n_out] = W (rmsnorm(x) * norm_w), then rows [conv_off, conv_off + conv_dim) replaced
+                             by silu(conv_b + conv over (conv_state, that row's value)), the state rolled */
+    uint32_t n_in, n_out;
+    uint32_t conv_off, conv_dim, K; /* conv_dim 0: no conv (the output head behind the final norm) */
+    float *conv_state;    /* [conv_dim, K-1] oldest first, as em_conv1d_args */
+    const float *conv_w;  /* [conv_dim, K] */
+    const float *conv_b;  /* [conv_dim] or NULL */
+    uint32_t flags;       /* EM_LINEAR_W_CONST: as em_linear_args */
+} em_norm_linear_args;
+
+typedef struct em_gated_linear_args {
+    const float *y;       /* [n_in] the gated ssm output y * silu(z) */
+    const float *sumsq;   /* [n_in / P] per head: sum of y^2 over its P channels (em_ssm_args.sumsq) */
+    const float *norm_w;  /* [n_in] the gated norm's weight */
+    uint32_t group, P;    /* RMS over each `group` channels (whole heads: group % P == 0; CUDA: group % 8 == 0,
+                             n_in / group <= 64) */
+    float eps;
+    const void *w;        /* [n_out, n_in] BF16 */
+    em_dtype w_dtype;
+    float *x;             /* [n_out] the residual stream: x += W (y * rstd(group) * norm_w) */
+    uint32_t n_in, n_out;
+    uint32_t flags;       /* EM_LINEAR_W_CONST */
+} em_gated_linear_args;
+
+/* ---- Mamba-2 SSD: the chunked form of em_ssm_args' scan, for prompts (issue 8; docs/prefill.md) -------- *
+ * Same inputs and result as em_ref_ssm over the same n_tok tokens from the same state (equal up to rounding),
+ * computed in chunks of `chunk` tokens (Mamba-2 paper, section 6: "SSD algorithm"): per chunk the cumulative
+ * log-decay, the intra-chunk output (C.B^T masked by decay) x, the chunk's own state, then a sequential pass
+ * of states across chunks and the inter-chunk output C . state. The final state is left in `state`, exactly
+ * where and as decode (em_ssm_args) expects it. y must not overlap x, B, C, dt or the state. */
+typedef struct em_ssd_args {
+    const float *x;       /* [n_tok, H, P], row stride x_stride (per token) */
+    const float *dt;      /* [n_tok, H] raw dt (before dt_bias and softplus), row stride dt_stride */
+    const float *B;       /* [n_tok, G, N], row stride bc_stride */
+    const float *C;       /* [n_tok, G, N], row stride bc_stride */
+    const float *A;       /* [H] (negative: A = -exp(A_log)) */
+    const float *D;       /* [H] */
+    const float *dt_bias; /* [H] */
+    float *state;         /* [H, P, N] fp32: the state before the first token in, after the last token out */
+    float *y;             /* [n_tok, H, P], row stride y_stride */
+    uint32_t n_tok, H, P, N, G; /* head h reads group h / (H / G) */
+    uint32_t x_stride, dt_stride, bc_stride, y_stride;
+    float dt_min, dt_max; /* clamp of dt after softplus; (0, +inf) = none */
+    uint32_t chunk;       /* tokens per chunk: 64, 128 or 256 on CUDA; any >= 1 in the twin; 0 = EM_SSD_CHUNK */
+} em_ssd_args;
+#define EM_SSD_CHUNK 128u     /* the default chunk (Megatron's and the 8B checkpoints' chunk_size) */
+#define EM_SSD_MAX_CHUNK 256u
+
+/** The em_ssm_args view of the same scan (what em_ref_ssm / em_cuda_ssm take). */
+static inline em_ssm_args em_ssd_as_ssm(const em_ssd_args *a) {
+    em_ssm_args s;
+    memset(&s, 0, sizeof s); /* the fused-decode extras (z, sumsq, flags) stay off */
+    s.x = a->x; s.dt = a->dt; s.B = a->B; s.C = a->C; s.A = a->A; s.D = a->D; s.dt_bias = a->dt_bias;
+    s.state = a->state; s.y = a->y; s.n_tok = a->n_tok; s.H = a->H; s.P = a->P; s.N = a->N; s.G = a->G;
+    s.x_stride = a->x_stride; s.dt_stride = a->dt_stride; s.bc_stride = a->bc_stride; s.y_stride = a->y_stride;
+    s.dt_min = a->dt_min; s.dt_max = a->dt_max;
+    return s;
+}
+/** The float32 C twin of the chunked algorithm (kernels/ref/ssd_ref.c); allocates nothing. */
+void em_ref_ssd(const em_ssd_args *a);
 
 /* ---- float32 C twins (kernels/ref/) ----------------------------------------------------------------- */
 void em_ref_linear(const em_linear_args *a);
@@ -142,6 +229,8 @@ void em_ref_gated_norm(const em_gated_norm_args *a);
 void em_ref_embed(const em_embed_args *a);
 void em_ref_attention(const em_attn_args *a);
 void em_ref_mlp(const em_mlp_args *a);
+void em_ref_norm_linear(const em_norm_linear_args *a);
+void em_ref_gated_linear(const em_gated_linear_args *a);
 /** @return the index of the largest of x[0..n) (the lowest on a tie; NaN never wins). */
 uint32_t em_ref_argmax(const float *x, uint32_t n);
 /** Threads for em_ref_linear (0 = all cores). */

@@ -78,7 +78,11 @@ struct em_ssm_kp {
     float dt_min, dt_max;
     int clamp;            /* 0: (dt_min, dt_max) = (0, inf), torch's "no limit": no clamp at all */
     uint32_t warps_per_head; /* vector path: ceil(P / rows per warp) */
+    const float *z;       /* [n_tok, H, P], row stride zs, or NULL: the gate y *= silu(z) */
+    uint32_t zs;
+    float *sumsq;         /* [n_tok, H] or NULL: per head sum of y^2 (head-per-block launch) */
 };
+#define EM_SSM_MAX_HEAD_WARPS 16 /* the head-per-block launch (z / sumsq): a head's warps in one block */
 
 // ---- device helpers ----------------------------------------------------------------------------------
 
@@ -89,6 +93,18 @@ static __device__ __forceinline__ float em_ssm_dt(float raw, float bias, const e
     float dt = v > 20.0f ? v : log1pf(expf(v));
     if (k.clamp) dt = fminf(fmaxf(dt, k.dt_min), k.dt_max);
     return dt;
+}
+
+/* Programmatic dependent launch (sm_90+; no-ops when launched without the attribute), as in linear.cu. */
+static __device__ __forceinline__ void em_ssm_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void em_ssm_pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
 }
 
 /* Sum over aligned groups of W lanes (W a power of two <= 32), left in every lane of the group. */
@@ -116,20 +132,26 @@ static __device__ __forceinline__ float em_ssm_upd4(float4 &s, float dA, float d
 /* One token's inputs for one lane: x of its RL rows, the head's raw dt, its VPL float4 of B and C. */
 template <int RL, int VPL> struct em_ssm_in {
     float x[RL];
+    float z[RL];
     float dt;
     float4 b[VPL], c[VPL];
 };
 
 /* Preconditions (launcher): N == 4 * LPR * VPL; state, B, C 16-byte aligned; bcs % 4 == 0.
- * Grid: ceil(H * warps_per_head / EM_SSM_WARPS) blocks of EM_SSM_THREADS. */
+ * Grid: ceil(H * warps_per_head / EM_SSM_WARPS) blocks of EM_SSM_THREADS; with z or sumsq (the fused decode
+ * step), H blocks of warps_per_head warps: a block is one head, so its sum of y^2 is a block reduction (fixed
+ * order, no atomics). Programmatic dependent launch (EM_SSM_STATE_OWN): the state (not written by the kernel
+ * before) is loaded before the grid-dependency wait, x / dt / B / C / z after it. */
 template <int LPR, int VPL, int RL>
-__global__ void __launch_bounds__(EM_SSM_THREADS) em_ssm_vec(const em_ssm_kp k) {
+__global__ void __launch_bounds__(EM_SSM_MAX_HEAD_WARPS * 32) em_ssm_vec(const em_ssm_kp k) {
     constexpr int SUB = 32 / LPR; /* rows covered by one warp instruction */
     constexpr int RPW = RL * SUB; /* rows per warp */
     constexpr int N4 = LPR * VPL; /* float4 per state row */
-    const int lane = threadIdx.x & 31, sub = lane / LPR, q = lane % LPR;
-    const uint32_t wid = blockIdx.x * EM_SSM_WARPS + (threadIdx.x >> 5);
-    if (wid >= k.H * k.warps_per_head) return; /* whole warps leave together: the shuffles below see 32 lanes */
+    const int lane = threadIdx.x & 31, sub = lane / LPR, q = lane % LPR, warp = threadIdx.x >> 5;
+    const uint32_t wid = blockIdx.x * (blockDim.x >> 5) + warp;
+    em_ssm_pdl_trigger(); /* the dependent (out_proj) only streams its weights until we complete */
+    if (wid >= k.H * k.warps_per_head) return; /* whole warps leave together: the shuffles below see 32 lanes;
+                                                  never taken in the head-per-block launch */
     const uint32_t h = wid / k.warps_per_head, g = h / k.heads_per_group;
     const uint32_t p0 = (wid % k.warps_per_head) * RPW + sub; /* this lane's first row; row i is p0 + i * SUB */
 
@@ -147,7 +169,9 @@ __global__ void __launch_bounds__(EM_SSM_THREADS) em_ssm_vec(const em_ssm_kp k) 
             s[i][v] = ok[i] ? __ldcs(S + (size_t)i * SUB * N4 + v * LPR) : make_float4(0.f, 0.f, 0.f, 0.f);
 
     const float Ah = k.A[h], Dh = k.D[h], bias = k.dt_bias[h];
+    em_ssm_pdl_wait(); /* x, dt, B, C, z come from the kernel before */
     const float *xh = k.x + (size_t)h * k.P + p0;
+    const float *zh = k.z ? k.z + (size_t)h * k.P + p0 : nullptr;
     const float *dth = k.dt + h;
     const float4 *Bg = reinterpret_cast<const float4 *>(k.B + (size_t)g * k.N) + q;
     const float4 *Cg = reinterpret_cast<const float4 *>(k.C + (size_t)g * k.N) + q;
@@ -157,6 +181,8 @@ __global__ void __launch_bounds__(EM_SSM_THREADS) em_ssm_vec(const em_ssm_kp k) 
     auto load = [&](uint32_t t, em_ssm_in<RL, VPL> &in) {
 #pragma unroll
         for (int i = 0; i < RL; i++) in.x[i] = ok[i] ? xh[(size_t)t * k.xs + i * SUB] : 0.0f;
+#pragma unroll
+        for (int i = 0; i < RL; i++) in.z[i] = zh && ok[i] ? zh[(size_t)t * k.zs + i * SUB] : 0.0f;
         in.dt = dth[(size_t)t * k.dts];
         const size_t bc = (size_t)t * (k.bcs / 4);
 #pragma unroll
@@ -173,6 +199,7 @@ __global__ void __launch_bounds__(EM_SSM_THREADS) em_ssm_vec(const em_ssm_kp k) 
         if (t + 1 < k.n_tok) load(t + 1, nxt); /* in flight while token t is computed */
         const float dt = em_ssm_dt(cur.dt, bias, k);
         const float dA = expf(dt * Ah);
+        float sq = 0.0f; /* sum of y^2 over this lane's rows (lanes q == 0) */
 #pragma unroll
         for (int i = 0; i < RL; i++) {
             const float dtx = dt * cur.x[i];
@@ -180,7 +207,24 @@ __global__ void __launch_bounds__(EM_SSM_THREADS) em_ssm_vec(const em_ssm_kp k) 
 #pragma unroll
             for (int v = 0; v < VPL; v++) acc = em_ssm_upd4(s[i][v], dA, dtx, cur.b[v], cur.c[v], acc);
             acc = em_seg_sum<LPR>(acc);
-            if (q == 0 && ok[i]) yh[(size_t)t * k.ys + i * SUB] = acc + Dh * cur.x[i];
+            float out = acc + Dh * cur.x[i];
+            if (zh) out *= cur.z[i] / (1.0f + expf(-cur.z[i])); /* * silu(z), as the twin */
+            if (q == 0 && ok[i]) {
+                yh[(size_t)t * k.ys + i * SUB] = out;
+                sq += out * out;
+            }
+        }
+        if (k.sumsq) { /* the head's sum: warps in order through shared memory */
+            __shared__ float part[EM_SSM_MAX_HEAD_WARPS];
+            sq = em_seg_sum<32>(sq);
+            if (lane == 0) part[warp] = sq;
+            __syncthreads();
+            if (threadIdx.x == 0) {
+                float tot = 0.0f;
+                for (uint32_t w = 0; w < (blockDim.x >> 5); w++) tot += part[w];
+                k.sumsq[(size_t)t * k.H + h] = tot;
+            }
+            __syncthreads(); /* part is reused by the next token */
         }
     }
 
@@ -250,12 +294,30 @@ template <typename F> static int em_ssm_with_cfg(uint32_t N, int rl, F &&f) {
 
 static int em_ssm_aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
 
+static int em_ssm_vec_ok(const em_ssm_args *a) {
+    const uint32_t bcs = a->bc_stride ? a->bc_stride : a->G * a->N;
+    return em_ssm_aligned16(a->state) && em_ssm_aligned16(a->B) && em_ssm_aligned16(a->C) && bcs % 4 == 0 &&
+           (a->N == 16 || a->N == 32 || a->N == 64 || a->N == 128 || a->N == 256);
+}
+
+/* Rows a warp holds on the vector path at EM_SSM_RL rows a lane: RL * 32 / LPR (LPR = min(N / 4, 32)). */
+static uint32_t em_ssm_rows_per_warp(uint32_t N) { return EM_SSM_RL * (32u / (N / 4 < 32 ? N / 4 : 32)); }
+
+/* Can the head-per-block launch (z / sumsq) take these arguments? */
+static int em_ssm_head_block_ok(const em_ssm_args *a) {
+    if (!em_ssm_vec_ok(a)) return 0;
+    const uint32_t rpw = em_ssm_rows_per_warp(a->N);
+    return (a->P + rpw - 1) / rpw <= EM_SSM_MAX_HEAD_WARPS;
+}
+
 extern "C" int em_cuda_ssm_supported(const em_ssm_args *a) {
     if (!a || !a->x || !a->dt || !a->B || !a->C || !a->A || !a->D || !a->dt_bias || !a->state || !a->y) return 0;
     if (a->G == 0 || a->H % a->G != 0) return 0;
     if (!(a->dt_max > 0.0f && a->dt_min <= a->dt_max)) return 0; /* also catches NaN and a zeroed struct */
     if ((uint64_t)a->H * a->P > UINT32_MAX || (uint64_t)a->G * a->N > UINT32_MAX) return 0;
     const uint64_t hp = (uint64_t)a->H * a->P, gn = (uint64_t)a->G * a->N;
+    if ((a->z || a->sumsq) && !em_ssm_head_block_ok(a)) return 0;
+    if (a->z_stride && a->z_stride < hp) return 0;
     if (a->x_stride && a->x_stride < hp) return 0;
     if (a->y_stride && a->y_stride < hp) return 0;
     if (a->dt_stride && a->dt_stride < a->H) return 0;
@@ -292,22 +354,45 @@ extern "C" em_status em_cuda_ssm_path(const em_ssm_args *a, void *stream, int pa
     k.dt_min = a->dt_min; k.dt_max = a->dt_max;
     k.clamp = !(a->dt_min == 0.0f && isinf(a->dt_max));
     k.warps_per_head = 0;
+    k.z = a->z;
+    k.zs = a->z_stride ? a->z_stride : a->H * a->P;
+    k.sumsq = a->sumsq;
     cudaStream_t s = (cudaStream_t)stream;
 
-    const int vec_ok = em_ssm_aligned16(a->state) && em_ssm_aligned16(a->B) && em_ssm_aligned16(a->C) &&
-                       k.bcs % 4 == 0;
-    const int rl = path == 0 ? EM_SSM_RL : path;
+    const int vec_ok = em_ssm_vec_ok(a);
+    const int head_blocks = a->z || a->sumsq; /* supported() has checked that this launch can take them */
+    const int rl = path == 0 || head_blocks ? EM_SSM_RL : path;
     em_status st = EM_OK;
     if (path >= 0 && vec_ok &&
         em_ssm_with_cfg(a->N, rl, [&](auto cfg) {
             using C = decltype(cfg);
             constexpr uint32_t rows_per_warp = C::RL * (32 / C::LPR);
             k.warps_per_head = (a->P + rows_per_warp - 1) / rows_per_warp;
-            const unsigned blocks = (unsigned)(((uint64_t)a->H * k.warps_per_head + EM_SSM_WARPS - 1) / EM_SSM_WARPS);
-            em_ssm_vec<C::LPR, C::VPL, C::RL><<<blocks, EM_SSM_THREADS, 0, s>>>(k);
+            cudaLaunchConfig_t lc = {};
+            lc.gridDim = dim3(head_blocks ? a->H
+                                          : (unsigned)(((uint64_t)a->H * k.warps_per_head + EM_SSM_WARPS - 1) /
+                                                       EM_SSM_WARPS));
+            lc.blockDim = dim3(head_blocks ? k.warps_per_head * 32u : EM_SSM_THREADS);
+            lc.stream = s;
+            cudaLaunchAttribute attr[1];
+            if (a->flags & EM_SSM_STATE_OWN) {
+                int dev = 0, major = 0;
+                if (cudaGetDevice(&dev) == cudaSuccess &&
+                    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9) {
+                    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+                    attr[0].val.programmaticStreamSerializationAllowed = 1;
+                    lc.attrs = attr;
+                    lc.numAttrs = 1;
+                }
+                cudaGetLastError();
+            }
+            cudaLaunchKernelEx(&lc, em_ssm_vec<C::LPR, C::VPL, C::RL>, k);
             st = em_ssm_launched("em_ssm_vec", a);
         }))
         return st;
+    if (head_blocks)
+        return em_fail(EM_ERR_INVALID_ARG, "em_cuda_ssm: z / sumsq need the vector path (no instantiation for N %u)",
+                       a->N);
     if (path > 0)
         return em_fail(EM_ERR_UNSUPPORTED, "em_cuda_ssm_path: no vector path for N %u, %d rows per lane, %s", a->N,
                        path, vec_ok ? "aligned" : "misaligned state/B/C or bc_stride % 4 != 0");

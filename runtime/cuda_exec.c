@@ -7,7 +7,7 @@
  * 256-byte aligned regions:
  *
  *   conv state [n_m2, conv_dim, K-1] | ssm state [n_m2, H, P, N] (fp32)                       <- state
- *   x [T, d] | xn [T, d] | proj [T, d_in_proj] | xbc [T, conv_dim] | y [T, d_inner] | delta [T, d]
+ *   x [T, d] | xn [T, d] | proj [T, d_in_proj] | xbc [T, conv_dim] | y [T, d_inner] | delta [T, d] | sumsq [H]
  *   logits [vocab] | tok [T] int32 | next [1] int32                                           <- workspace
  *
  * plus a pinned host int32 pair for the token going in and the greedy id coming out. Nothing is allocated
@@ -17,6 +17,13 @@
  * out_proj, final norm, head, argmax, next -> tok) is captured once as a CUDA graph at create and replayed
  * per token. The greedy id it leaves in `next` is also copied into `tok`, so a greedy loop needs no host
  * data in between; a caller-given token is copied into `tok` before the replay. Only 4 bytes come back.
+ *
+ * The step's kernels per Mamba-2 layer (docs/gpu.md, "the fused step"): where the weights are BF16 and the shapes
+ * fit (em_cuda_norm_linear_supported, ...), three: norm_linear (RMSNorm -> in_proj -> conv1d), the ssm with the gate
+ * and the group norm's sums of squares, gated_linear (group RMSNorm -> out_proj -> residual add), each launched as
+ * a programmatic dependent of the one before (sm_90+: it streams its weights or loads its state while that one
+ * finishes). Otherwise six: rmsnorm(+residual) / in_proj / conv1d / ssm / gated norm / out_proj. EM_STEP_MODE=
+ * unfused | fused-nopdl (environment, read at create) picks the older forms, for measurement.
  *
  * Prefill runs the same kernels over chunks of up to T tokens (the GEMV loops over token groups; the
  * chunked SSD scan and cuBLASLt GEMMs are issue 8).
@@ -61,6 +68,7 @@ em_status em_cuda_session_profile(struct em_session *s, int steps, double ms[EM_
     (void)s; (void)steps; (void)ms; (void)graph_ms;
     return em_fail(EM_ERR_NO_DEVICE, "no CUDA backend");
 }
+const char *em_cuda_session_step_name(const struct em_session *s) { (void)s; return "cpu"; }
 
 #else /* EM_HAVE_CUDA */
 
@@ -83,7 +91,8 @@ typedef struct em_cuda_session {
     void *block;                                /* the one device allocation */
     size_t block_bytes;
     float *conv_state, *ssm_state;
-    float *x, *xn, *proj, *xbc, *y, *delta, *logits;
+    float *x, *xn, *proj, *xbc, *y, *delta, *sumsq, *logits;
+    int fused;                                  /* decode step: 0 the six-kernel layer, 1 fused, 2 fused + PDL */
     int32_t *tok, *next;                        /* device */
     int32_t *pinned;                            /* host, page-locked: [0] token in, [1] greedy id out */
     int next_on_host;                           /* pinned[1] holds the last step's greedy id (copied with the
@@ -113,7 +122,7 @@ int em_cuda_model_supported(const em_model *m) { return m->n_attn == 0 && m->n_m
 
 /* host pointer into the mapped blob -> the same tensor on the device */
 static em_wref to_dev(const em_model *m, const em_cuda_model *cm, em_wref w) {
-    em_wref d = { NULL, w.dt };
+    em_wref d = { .p = NULL, .dt = w.dt }; /* INT8 scales: docs/int8.md (the INT8 wiring) */
     if (w.p) d.p = cm->data + ((const uint8_t *)w.p - m->blob.data);
     return d;
 }
@@ -166,7 +175,7 @@ void em_cuda_model_free(em_model *m) {
 // ---- plan: the one layout function for plan and create -------------------------------------------------
 
 typedef struct em_dev_layout {
-    size_t conv, ssm, x, xn, proj, xbc, y, delta, logits, tok, next, total, state_bytes;
+    size_t conv, ssm, x, xn, proj, xbc, y, delta, sumsq, logits, tok, next, total, state_bytes;
 } em_dev_layout;
 
 static size_t dtake(size_t *c, size_t bytes) {
@@ -187,6 +196,7 @@ static void dev_layout(const em_model *m, uint32_t T, em_dev_layout *l) {
     l->xbc = dtake(&c, f * T * d.conv_dim);
     l->y = dtake(&c, f * T * d.d_inner);
     l->delta = dtake(&c, f * T * d.d);
+    l->sumsq = dtake(&c, f * d.H);
     l->logits = dtake(&c, f * d.vocab);
     l->tok = dtake(&c, sizeof(int32_t) * T);
     l->next = dtake(&c, sizeof(int32_t));
@@ -209,6 +219,96 @@ em_status em_cuda_plan(const em_model *m, uint32_t T, em_plan_report *r) {
 }
 
 // ---- the step ------------------------------------------------------------------------------------------------
+
+/* The fused layer's three ops for layer L (one token), pointers into the session's workspace. */
+typedef struct em_fused_layer {
+    em_norm_linear_args in;
+    em_ssm_args ssm;
+    em_gated_linear_args out;
+} em_fused_layer;
+
+static void fused_layer_args(const em_session *s, const em_layer *L, uint32_t pdl, em_fused_layer *f) {
+    const em_blob_config *c = &s->model->cfg;
+    const em_cuda_session *cs = s->cuda;
+    const em_mamba2_w *w = &L->w.m2;
+    const em_dims d = s->dim;
+    const uint32_t GN = d.G * d.N;
+    float *xbc = cs->proj + d.d_inner; /* [x | B | C] after the conv, in place in proj */
+    f->in = (em_norm_linear_args){ .x = cs->x, .norm_w = w->norm.p, .eps = c->norm_eps, .w = w->in_proj.p,
+                                   .w_dtype = w->in_proj.dt, .y = cs->proj, .n_in = d.d, .n_out = d.d_in_proj,
+                                   .conv_off = d.d_inner, .conv_dim = d.conv_dim, .K = d.K,
+                                   .conv_state = cs->conv_state + (size_t)L->slot * d.conv_dim * (d.K - 1),
+                                   .conv_w = w->conv_w.p, .conv_b = w->conv_b.p,
+                                   .flags = pdl ? EM_LINEAR_W_CONST : 0 };
+    f->ssm = (em_ssm_args){ .x = xbc, .dt = cs->proj + d.d_inner + d.conv_dim, .B = xbc + d.d_inner,
+                            .C = xbc + d.d_inner + GN, .A = w->A.p, .D = w->D.p, .dt_bias = w->dt_bias.p,
+                            .state = cs->ssm_state + (size_t)L->slot * d.H * d.P * d.N, .y = cs->y, .n_tok = 1,
+                            .H = d.H, .P = d.P, .N = d.N, .G = d.G, .dt_min = c->dt_limit_min,
+                            .dt_max = c->dt_limit_max, .z = cs->proj, .sumsq = cs->sumsq,
+                            .flags = pdl ? EM_SSM_STATE_OWN : 0 };
+    f->out = (em_gated_linear_args){ .y = cs->y, .sumsq = cs->sumsq, .norm_w = w->gnorm.p,
+                                     .group = c->gated_norm_group, .P = d.P, .eps = c->norm_eps, .w = w->out_proj.p,
+                                     .w_dtype = w->out_proj.dt, .x = cs->x, .n_in = d.d_inner, .n_out = d.d,
+                                     .flags = pdl ? EM_LINEAR_W_CONST : 0 };
+}
+
+/* The final norm + head as one norm_linear (no conv). */
+static em_norm_linear_args head_args(const em_session *s, uint32_t pdl) {
+    const em_cuda_model *cm = s->model->cuda;
+    const em_cuda_session *cs = s->cuda;
+    return (em_norm_linear_args){ .x = cs->x, .norm_w = cm->g.norm_f.p, .eps = s->model->cfg.norm_eps,
+                                  .w = cm->g.head.p, .w_dtype = cm->g.head.dt, .y = cs->logits, .n_in = s->dim.d,
+                                  .n_out = s->dim.vocab, .flags = pdl ? EM_LINEAR_W_CONST : 0 };
+}
+
+/* Which decode step this session can run: every layer and the head must take the fused ops (BF16 weights, the
+ * shapes of cuda_ops.h), and EM_STEP_MODE may ask for an older form. */
+static int pick_step_mode(const em_session *s) {
+    const char *e = getenv("EM_STEP_MODE");
+    if (e && strcmp(e, "unfused") == 0) return 0;
+    const int want = e && strcmp(e, "fused-nopdl") == 0 ? 1 : 2;
+    const em_cuda_model *cm = s->model->cuda;
+    const em_norm_linear_args h = head_args(s, 0);
+    if (!em_cuda_norm_linear_supported(&h)) return 0;
+    for (uint32_t i = 0; i < s->model->cfg.n_layer; i++) {
+        em_fused_layer f;
+        fused_layer_args(s, &cm->layers[i], 0, &f);
+        if (!em_cuda_norm_linear_supported(&f.in) || !em_cuda_ssm_supported(&f.ssm) ||
+            !em_cuda_gated_linear_supported(&f.out))
+            return 0;
+    }
+    return want;
+}
+
+/* One token through the fused step (the greedy id into next and tok). */
+static em_status queue_fused_step(em_session *s) {
+    const em_model *m = s->model;
+    const em_cuda_model *cm = m->cuda;
+    em_cuda_session *cs = s->cuda;
+    void *st = cs->stream;
+    const uint32_t pdl = cs->fused == 2;
+    em_embed_args ea = { .table = cm->g.embd.p, .dtype = cm->g.embd.dt, .tok = cs->tok, .out = cs->x, .n_tok = 1,
+                         .d = s->dim.d };
+    EM_TRY(em_cuda_embed(&ea, st));
+    EM_MARK(cs, EM_OP_EMBED);
+    for (uint32_t i = 0; i < m->cfg.n_layer; i++) {
+        em_fused_layer f;
+        fused_layer_args(s, &cm->layers[i], pdl, &f);
+        EM_TRY(em_cuda_norm_linear(&f.in, st));
+        EM_MARK(cs, EM_OP_IN_PROJ);
+        EM_TRY(em_cuda_ssm(&f.ssm, st));
+        EM_MARK(cs, EM_OP_SSM);
+        EM_TRY(em_cuda_gated_linear(&f.out, st));
+        EM_MARK(cs, EM_OP_OUT_PROJ);
+    }
+    const em_norm_linear_args h = head_args(s, pdl);
+    EM_TRY(em_cuda_norm_linear(&h, st));
+    EM_MARK(cs, EM_OP_HEAD);
+    EM_TRY(em_cuda_argmax(cs->logits, s->dim.vocab, cs->next, st));
+    EM_CUDA_CHECK(cudaMemcpyAsync(cs->tok, cs->next, sizeof(int32_t), cudaMemcpyDeviceToDevice, st));
+    EM_MARK(cs, EM_OP_ARGMAX);
+    return EM_OK;
+}
 
 /* Queues nt tokens (already in cs->tok) through the model. Logits: want_last -> cs->logits from the last
  * row; all_rows -> head over every row, one row at a time into host `all_out` (tests, perplexity). */
@@ -287,7 +387,7 @@ static em_status capture_step(em_session *s) {
     em_cuda_session *cs = s->cuda;
     cudaGraph_t g = NULL;
     EM_CUDA_CHECK(cudaStreamBeginCapture(cs->stream, cudaStreamCaptureModeThreadLocal));
-    em_status st = queue_forward(s, 1, 1, 1);
+    em_status st = cs->fused ? queue_fused_step(s) : queue_forward(s, 1, 1, 1);
     cudaError_t e = cudaStreamEndCapture(cs->stream, &g);
     if (st != EM_OK) { if (g) cudaGraphDestroy(g); return st; }
     if (e != cudaSuccess) return em_cuda_fail(e, "cudaStreamEndCapture", __FILE__, __LINE__);
@@ -321,6 +421,7 @@ em_status em_cuda_session_create(em_session *s) {
     cs->xbc = (float *)(b + l.xbc);
     cs->y = (float *)(b + l.y);
     cs->delta = (float *)(b + l.delta);
+    cs->sumsq = (float *)(b + l.sumsq);
     cs->logits = (float *)(b + l.logits);
     cs->tok = (int32_t *)(b + l.tok);
     cs->next = (int32_t *)(b + l.next);
@@ -328,6 +429,9 @@ em_status em_cuda_session_create(em_session *s) {
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&cs->stream, cudaStreamNonBlocking);
     if (e != cudaSuccess) { st = em_cuda_fail(e, "cudaMallocHost/cudaStreamCreate", __FILE__, __LINE__); goto fail; }
     if ((st = em_cuda_session_reset(s)) != EM_OK) goto fail;
+    cs->fused = pick_step_mode(s);
+    em_log(EM_LOG_INFO, "CUDA decode step: %s", cs->fused == 2 ? "fused, programmatic dependent launch"
+                                                 : cs->fused == 1 ? "fused" : "unfused (six kernels a layer)");
     /* The capture queues nothing (it records); the state stays zero until the first replay. */
     if ((st = capture_step(s)) != EM_OK) goto fail;
     return EM_OK;
@@ -424,7 +528,9 @@ em_status em_cuda_session_profile(em_session *s, int steps, double ms[EM_OP_COUN
     for (int k = 0; k < steps && st == EM_OK; k++) {
         cs->prof_n = 0;
         cudaEventRecord(start, cs->stream);
-        if ((st = queue_forward(s, 1, 1, 1)) != EM_OK || (st = em_cuda_sync(cs->stream)) != EM_OK) break;
+        if ((st = cs->fused ? queue_fused_step(s) : queue_forward(s, 1, 1, 1)) != EM_OK ||
+            (st = em_cuda_sync(cs->stream)) != EM_OK)
+            break;
         cudaEvent_t prev = start;
         for (int i = 0; i < cs->prof_n; i++) {
             float t = 0;
@@ -454,6 +560,12 @@ done:
     cs->prof_op = NULL;
     cs->prof_n = cs->prof_cap = 0;
     return st;
+}
+
+const char *em_cuda_session_step_name(const struct em_session *s) {
+    const em_cuda_session *cs = s ? s->cuda : NULL;
+    if (!cs) return "cpu";
+    return cs->fused == 2 ? "fused+pdl" : cs->fused == 1 ? "fused" : "unfused";
 }
 
 em_status em_cuda_session_logits(em_session *s, float *dst) {

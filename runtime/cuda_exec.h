@@ -40,6 +40,10 @@ extern const char *const em_cuda_op_names[EM_OP_COUNT];
  *  graph into *graph_ms (per step). A benchmark call (em-bench --breakdown): it creates and destroys events,
  *  and it advances the session's state. */
 em_status em_cuda_session_profile(struct em_session *s, int steps, double ms[EM_OP_COUNT], double *graph_ms);
+/** The decode step this session runs ("fused+pdl", "fused" or "unfused"; "cpu" for a CPU session), for reports.
+ *  In the fused step in_proj gemv includes the RMSNorm and the conv1d, ssm scan the gate, out_proj gemv the gated
+ *  norm and the residual add, head gemv the final norm. */
+const char *em_cuda_session_step_name(const struct em_session *s);
 
 /** Copies the last logits row ([vocab] floats) from the device to dst (host), for the sampler's CPU twin. */
 em_status em_cuda_session_logits(struct em_session *s, float *dst);

@@ -5,6 +5,8 @@
 # prints one line per model last. With $OUT set, the JSON lines go to $OUT/bench.jsonl.
 #
 #   scripts/gpu-bench.sh [VOCABS...]     (default: 50288 256000)
+# EM_BENCH_MODES="fused-nopdl unfused late" (environment): also run the first vocab's blob with those decode-step
+# forms (EM_STEP_MODE / EM_PDL_TRIGGER, runtime/cuda_exec.c), side by side in the same run.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 B=${EM_GPU_BUILD:-build-gpu}
@@ -13,6 +15,7 @@ mkdir -p "$tmp"
 out=${OUT:-$tmp}
 vocabs=("$@")
 [ ${#vocabs[@]} -eq 0 ] && vocabs=(50288 256000)
+export CUDA_MODULE_LOADING=EAGER # every kernel loaded at context creation: memory after create is all there is
 [ -n "${LD_LIBRARY_PATH:-}" ] || export LD_LIBRARY_PATH=$PWD/.carry/prefix/usr/lib/x86_64-linux-gnu
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo '?')
 echo "== gpu-bench: commit $commit (+ working tree), $(date -u +%FT%TZ), $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
@@ -34,7 +37,17 @@ for v in "${vocabs[@]}"; do
     t0=$SECONDS
     [ -f "$blob" ] || "$B/tools/em-pack" --random-init "tools/configs/mamba2-8b-v$v.json" -o "$blob" | tail -1
     echo "   (random-init: $((SECONDS - t0)) s)"
-    bench "mamba2-8b-v$v" "$blob" -p 512 -n 128 -r 5 --breakdown
+    # -r 7: (7 + 1 warm-up) x 128 = 1024 decode steps, over which device memory must not grow (issue 7)
+    bench "mamba2-8b-v$v" "$blob" -p 512 -n 128 -r 7 --breakdown
+    if [ "$v" = "${vocabs[0]}" ]; then
+        for mode in ${EM_BENCH_MODES:-}; do
+            case $mode in
+            late) EM_PDL_TRIGGER=late bench "mamba2-8b-v$v-late" "$blob" -p 512 -n 128 -r 5 ;;
+            ks1) EM_GATED_KS1=1 bench "mamba2-8b-v$v-ks1" "$blob" -p 512 -n 128 -r 5 ;;
+            *) EM_STEP_MODE=$mode bench "mamba2-8b-v$v-$mode" "$blob" -p 512 -n 128 -r 5 ;;
+            esac
+        done
+    fi
     rm -f "$blob"
 done
 echo "== summary (decode ms/token, % of roofline, prefill tok/s)"
@@ -49,5 +62,6 @@ for line in open(sys.argv[1]):
         continue
     print(f"{r['label']:18s} {r['decode_ms_per_token']:8.3f} ms/token  {100*r['roofline_fraction']:5.1f} % of {r['roofline_ms']:.3f} ms "
           f"({r['bytes_per_token']/1e9:.2f} GB at {r['read_gbps']:.0f} GB/s)  prefill {r['prefill_tok_s']:9.1f} tok/s  "
-          f"mem {r['device_bytes_in_use']/1e9:.3f} GB vs plan {r['plan_bytes']/1e9:.3f} GB")
+          f"mem {r['device_bytes_in_use']/1e9:.3f} GB vs plan {r['plan_bytes']/1e9:.3f} GB  step {r.get('step', '?')}  "
+          f"grown {r.get('device_bytes_grown', 0):.0f} B after {r.get('decode_steps', 0)} steps")
 PY

@@ -28,6 +28,7 @@ void em_ref_ssm(const em_ssm_args *a) {
     const size_t dts = a->dt_stride ? a->dt_stride : H;            /* per token row of dt */
     const size_t bcs = a->bc_stride ? a->bc_stride : (size_t)G * N; /* per token row of B and of C */
     const size_t ys = a->y_stride ? a->y_stride : (size_t)H * P;   /* per token row of y */
+    const size_t zs = a->z_stride ? a->z_stride : (size_t)H * P;   /* per token row of z (gate, optional) */
     EM_ASSERT(xs >= (size_t)H * P && ys >= (size_t)H * P && dts >= H && bcs >= (size_t)G * N);
     /* (0, +inf) is torch's "no limit": skip the clamp entirely, as HF does */
     const int clamp = !(a->dt_min == 0.0f && isinf(a->dt_max));
@@ -45,6 +46,8 @@ void em_ref_ssm(const em_ssm_args *a) {
             if (clamp) dt = fminf(fmaxf(dt, a->dt_min), a->dt_max);
             const float dA = expf(dt * a->A[h]);
 
+            const float *z = a->z ? a->z + t * zs + (size_t)h * P : NULL; /* [P] gate or NULL */
+            float sq = 0.0f;
             for (uint32_t p = 0; p < P; p++) {
                 const float dtx = dt * x[p]; /* dt * x, shared by the N state columns of this row */
                 float *Sp = S + (size_t)p * N;
@@ -53,8 +56,12 @@ void em_ref_ssm(const em_ssm_args *a) {
                     Sp[n] = Sp[n] * dA + dtx * B[n];
                     acc += Sp[n] * Cv[n];
                 }
-                y[p] = acc + a->D[h] * x[p];
+                float out = acc + a->D[h] * x[p];
+                if (z) out *= em_silu_f(z[p]);
+                sq += out * out;
+                y[p] = out;
             }
+            if (a->sumsq) a->sumsq[(size_t)t * H + h] = sq;
         }
     }
 }
