@@ -226,13 +226,13 @@ em_status em_blob_writer_add_tensor(em_blob_writer *w, const em_blob_tensor *t, 
     if (t->layout != EM_LAYOUT_ROW_MAJOR)
         return em_fail(EM_ERR_INVALID_ARG, "blob writer: tensor '%s': unknown layout %u", nm, t->layout);
     int quant_ok = 0; /* none: no scale; int8-row: an i8 tensor with another tensor as its scale */
-    if (t->quant == EM_QUANT_NONE) quant_ok = t->scale_index == -1;
+    if (t->quant == EM_QUANT_NONE) quant_ok = t->scale_index == -1 && t->dtype != EM_DTYPE_I8;
     else if (t->quant == EM_QUANT_INT8_ROW)
         quant_ok = t->dtype == EM_DTYPE_I8 && t->scale_index >= 0 && (uint32_t)t->scale_index != w->n;
     if (!quant_ok)
         return em_fail(EM_ERR_INVALID_ARG, "blob writer: tensor '%s': quant %u with dtype %s and scale_index %d "
-                       "(none: -1; int8-row: i8 and another tensor's index)", nm, t->quant, em_dtype_name(t->dtype),
-                       t->scale_index);
+                       "(none: not i8, -1; int8-row: i8 and another tensor's index)", nm, t->quant,
+                       em_dtype_name(t->dtype), t->scale_index);
     if (t->shard_count == 0 || t->shard_rank >= t->shard_count)
         return em_fail(EM_ERR_INVALID_ARG, "blob writer: tensor '%s': shard %u of %u, want rank < count", nm,
                        t->shard_rank, t->shard_count);
@@ -275,6 +275,16 @@ static em_status em_w_freeze(em_blob_writer *w) {
         if (t->scale_index >= 0 && (uint32_t)t->scale_index >= w->n)
             return em_fail(EM_ERR_INVALID_ARG, "blob writer: tensor '%s': scale_index %d, but only %u tensors", t->name,
                            t->scale_index, w->n);
+        /* the reader's em_check_scales, here too: a writer never produces a blob its reader refuses */
+        if (t->quant == EM_QUANT_INT8_ROW) {
+            const em_blob_tensor *sc = &w->tensors[t->scale_index];
+            if (t->n_dims != 2 || sc->dtype != EM_DTYPE_F32 || sc->n_dims != 1 || sc->shape[0] != t->shape[0] ||
+                sc->quant != EM_QUANT_NONE)
+                return em_fail(EM_ERR_INVALID_ARG, "blob writer: tensor '%s': int8-row needs a 2-d i8 tensor and an "
+                               "unquantized f32 [%llu] scale tensor; '%s' is %s %u-d [%llu]", t->name,
+                               (unsigned long long)t->shape[0], sc->name, em_dtype_name(sc->dtype), sc->n_dims,
+                               (unsigned long long)sc->shape[0]);
+        }
     }
     if (w->n > 1) { /* duplicate names, over a sorted copy */
         const em_blob_tensor **p = malloc((size_t)w->n * sizeof *p);

@@ -132,7 +132,8 @@ static em_status check_config(em_model *m) {
 
 // ---- tensor binding -----------------------------------------------------------------------------------
 
-/* Finds `name`, checks shape and dtype (matrix: F32 or BF16; small: F32), and fills *w. */
+/* Finds `name`, checks shape and dtype (matrix: F32, BF16, or I8 with its scales; small: F32), and fills *w.
+ * The embedding is read row by row by em_ref_embed, which takes no I8: em-pack keeps it BF16 in INT8 blobs. */
 static em_status bind(em_model *m, const char *name, em_wclass wclass, uint32_t nd, uint64_t d0, uint64_t d1,
                       em_wref *w) {
     int i = em_blob_find(&m->blob, name);
@@ -143,15 +144,32 @@ static em_status bind(em_model *m, const char *name, em_wclass wclass, uint32_t 
                        (unsigned long long)t->shape[0], t->n_dims > 1 ? ", " : "",
                        t->n_dims > 1 ? (unsigned long long)t->shape[1] : 0ull, (unsigned long long)d0,
                        nd > 1 ? ", " : "", nd > 1 ? (unsigned long long)d1 : 0ull);
-    int ok = wclass == EM_WCLASS_SMALL ? t->dtype == EM_DTYPE_F32 : (t->dtype == EM_DTYPE_F32 || t->dtype == EM_DTYPE_BF16);
+    const int is_embd = !strcmp(name, "embd");
+    const int i8_ok = wclass == EM_WCLASS_MATRIX && nd == 2 && !is_embd;
+    int ok = wclass == EM_WCLASS_SMALL ? t->dtype == EM_DTYPE_F32
+                                       : (t->dtype == EM_DTYPE_F32 || t->dtype == EM_DTYPE_BF16 ||
+                                          (t->dtype == EM_DTYPE_I8 && i8_ok));
     if (!ok)
         return em_fail(t->dtype == EM_DTYPE_I8 ? EM_ERR_UNSUPPORTED : EM_ERR_BLOB_TENSOR,
                        "blob: tensor '%s' has dtype %s, which this build cannot use here (%s)", name,
-                       em_dtype_name(t->dtype), wclass == EM_WCLASS_SMALL ? "f32 expected" : "f32 or bf16 expected");
-    if (t->quant != EM_QUANT_NONE || t->layout != EM_LAYOUT_ROW_MAJOR || t->shard_count != 1)
-        return em_fail(EM_ERR_UNSUPPORTED, "blob: tensor '%s' is quantized, tiled or sharded: not supported yet", name);
+                       em_dtype_name(t->dtype), wclass == EM_WCLASS_SMALL ? "f32 expected"
+                                                : is_embd ? "f32 or bf16 expected: the embedding is not quantized"
+                                                          : "f32, bf16 or int8-row expected");
+    /* I8 comes with EM_QUANT_INT8_ROW and a scale tensor the reader has checked (F32 [rows], unquantized) */
+    const int quant_ok = t->dtype == EM_DTYPE_I8 ? t->quant == EM_QUANT_INT8_ROW : t->quant == EM_QUANT_NONE;
+    if (!quant_ok || t->layout != EM_LAYOUT_ROW_MAJOR || t->shard_count != 1)
+        return em_fail(EM_ERR_UNSUPPORTED, "blob: tensor '%s' (%s, quant %u) is tiled, sharded or quantized in a way "
+                       "this build does not run", name, em_dtype_name(t->dtype), t->quant);
     w->p = m->blob.data + t->offset;
     w->dt = (em_dtype)t->dtype;
+    w->scale = NULL;
+    if (t->dtype == EM_DTYPE_I8) {
+        const em_blob_tensor *sc = &m->blob.tensors[t->scale_index];
+        if (sc->dtype != EM_DTYPE_F32 || sc->n_dims != 1 || sc->shape[0] != d0) /* blob.c proved it: belt and braces */
+            return em_fail(EM_ERR_BLOB_TENSOR, "blob: tensor '%s': its scale tensor '%s' is not f32 [%llu]", name,
+                           sc->name, (unsigned long long)d0);
+        w->scale = (const float *)(const void *)(m->blob.data + sc->offset); /* 4096-aligned */
+    }
     m->n_params += d0 * (nd > 1 ? d1 : 1);
     return EM_OK;
 }

@@ -10,8 +10,10 @@
 #include "blob.h"
 #include "tensors.h"
 
-/* A weight as the kernels see it: a pointer (into the mapped blob on the CPU) and its dtype. */
-typedef struct em_wref { const void *p; em_dtype dt; } em_wref;
+/* A weight as the kernels see it: a pointer (into the mapped blob on the CPU) and its dtype; for an I8 matrix
+ * (EM_QUANT_INT8_ROW, issue 10) also its per-output-channel scales (the blob's F32 [rows] scale tensor), else
+ * scale is NULL. Pass p, dt and scale to em_linear_args.w / w_dtype / w_scale. */
+typedef struct em_wref { const void *p; em_dtype dt; const float *scale; } em_wref;
 
 #define EM_X_WREF(field, wclass, present, nd, d0, d1) em_wref field;
 typedef struct em_mamba2_w { EM_MAMBA2_TENSORS(EM_X_WREF) } em_mamba2_w;

@@ -34,6 +34,14 @@ void em_log(em_log_level level, const char *fmt, ...) EM_PRINTF(2, 3);
 void em_assert_fail(const char *expr, const char *func, const char *file, int line);
 #define EM_ASSERT(x) ((x) ? (void)0 : em_assert_fail(#x, __func__, __FILE__, __LINE__))
 
+/* Fuzz builds (-DEM_FUZZING, scripts/stages/20-fuzz.sh) skip the blob and snapshot checksum comparisons so that
+ * the fuzzer reaches the parsers behind them; every bounds check stays. Never set in a shipped build. */
+#ifdef EM_FUZZING
+#define EM_FUZZ_SKIP_SUMS 1
+#else
+#define EM_FUZZ_SKIP_SUMS 0
+#endif
+
 #define EM_TRY(expr) do { em_status em_try_s_ = (expr); if (em_try_s_ != EM_OK) return em_try_s_; } while (0)
 
 /* Overflow-checked size arithmetic: return 0 on overflow, 1 on success. */

@@ -7,6 +7,7 @@
 #   scripts/gpu-bench.sh [VOCABS...]     (default: 50288 256000)
 # EM_BENCH_MODES="fused-nopdl unfused late" (environment): also run the first vocab's blob with those decode-step
 # forms (EM_STEP_MODE / EM_PDL_TRIGGER, runtime/cuda_exec.c), side by side in the same run.
+# EM_BENCH_INT8=1: also each vocab's INT8 blob (em-pack --random-init --dtype int8).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 B=${EM_GPU_BUILD:-build-gpu}
@@ -49,6 +50,12 @@ for v in "${vocabs[@]}"; do
         done
     fi
     rm -f "$blob"
+    if [ -n "${EM_BENCH_INT8:-}" ]; then # the INT8 (W8A16) blob of the same shape (issue 10)
+        blob=$tmp/mamba2-8b-v$v-int8.emb
+        [ -f "$blob" ] || "$B/tools/em-pack" --random-init "tools/configs/mamba2-8b-v$v.json" --dtype int8 -o "$blob" | tail -1
+        bench "mamba2-8b-v$v-int8" "$blob" -p 512 -n 128 -r 5 --breakdown
+        rm -f "$blob"
+    fi
 done
 echo "== summary (decode ms/token, % of roofline, prefill tok/s)"
 python3 - "$out/bench.jsonl" <<'PY' 2>/dev/null || cat "$out/bench.jsonl"

@@ -19,9 +19,10 @@
 
 static const char *usage =
     "usage:\n"
-    "  em-pack MODEL_DIR|MODEL.safetensors|INDEX.json -o OUT.emb [--dtype bf16|f32] [--tokenizer FILE]\n"
+    "  em-pack MODEL_DIR|MODEL.safetensors|INDEX.json -o OUT.emb [--dtype bf16|f32|int8] [--tokenizer FILE]\n"
     "                                                      [--no-tokenizer] [--format auto|hf|megatron]\n"
-    "  em-pack --random-init CONFIG.json -o OUT.emb [--seed N] [--dtype bf16|f32] [--tokenizer FILE]\n"
+    "  em-pack --random-init CONFIG.json -o OUT.emb [--seed N] [--dtype bf16|f32|int8] [--tokenizer FILE]\n"
+    "  em-pack --requantize IN.emb -o OUT.emb\n"
     "  em-pack --info FILE.emb [--verify]\n"
     "  em-pack --help | --version\n"
     "\n"
@@ -32,7 +33,10 @@ static const char *usage =
     "(model.safetensors + megatron_args.json) is recognised by its megatron_args.json, or by --format megatron.\n"
     "--random-init writes random weights with realistic scales for the config's shape (deterministic per\n"
     "--seed). --info prints the header, the config, the strings and the tensor table of a blob\n"
-    "(--verify also checks every tensor's checksum). -o and --out are the same option.\n";
+    "(--verify also checks every tensor's checksum). -o and --out are the same option.\n"
+    "--dtype int8 stores every 2-D matrix but the embedding as int8 with one f32 scale per output row\n"
+    "(tensor <name>.scale; docs/int8.md); the embedding stays bf16. --requantize turns a bf16 or f32 blob\n"
+    "into that int8 blob.\n";
 
 // ---- progress ------------------------------------------------------------------------------------------
 
@@ -132,7 +136,9 @@ static int cmd_info(const char *path, int verify) {
     /* the table, in file order: the offset is from the start of the data section */
     uint64_t params = 0;
     printf("tensors            %u\n", b.n_tensors);
-    printf("  %5s %-24s %-5s %-20s %14s %14s %16s\n", "#", "name", "dtype", "shape", "offset", "bytes", "xxh3-64");
+    printf("  %5s %-24s %-5s %-20s %14s %14s %16s  %s\n", "#", "name", "dtype", "shape", "offset", "bytes", "xxh3-64",
+           "quant");
+    uint64_t by_dtype[8] = {0};
     for (uint32_t i = 0; i < b.n_tensors; i++) {
         const em_blob_tensor *t = &b.tensors[i];
         char shape[96];
@@ -144,9 +150,27 @@ static int cmd_info(const char *path, int verify) {
         }
         if (o < sizeof shape) snprintf(shape + o, sizeof shape - o, "]");
         params += n;
-        printf("  %5u %-24s %-5s %-20s %14" PRIu64 " %14" PRIu64 " %016" PRIx64 "\n", i, t->name,
-               em_dtype_name(t->dtype), shape, t->offset, t->size, t->checksum);
+        char quant[160] = "";
+        if (t->quant == EM_QUANT_INT8_ROW) { /* the scales' range: read from the (validated) scale tensor */
+            const em_blob_tensor *sc = &b.tensors[t->scale_index];
+            float lo = INFINITY, hi = -INFINITY;
+            for (uint64_t r = 0; r < sc->shape[0]; r++) {
+                float v;
+                memcpy(&v, b.data + sc->offset + 4 * r, 4);
+                if (v < lo) lo = v;
+                if (v > hi) hi = v;
+            }
+            snprintf(quant, sizeof quant, "int8-row, scales #%d %s in [%.3g, %.3g]", t->scale_index, sc->name,
+                     (double)lo, (double)hi);
+        }
+        printf("  %5u %-24s %-5s %-20s %14" PRIu64 " %14" PRIu64 " %016" PRIx64 "  %s\n", i, t->name,
+               em_dtype_name(t->dtype), shape, t->offset, t->size, t->checksum, quant);
+        if (t->dtype < 8) by_dtype[t->dtype] += t->size;
     }
+    printf("bytes by dtype    ");
+    for (uint32_t d = 0; d < 8; d++)
+        if (by_dtype[d]) printf(" %s %" PRIu64 " (%.1f MB)", em_dtype_name(d), by_dtype[d], (double)by_dtype[d] / 1e6);
+    printf("\n");
     printf("parameters         %" PRIu64 " (%.3f M)\n", params, (double)params / 1e6);
     em_blob_close(&b);
     return 0;
@@ -154,10 +178,11 @@ static int cmd_info(const char *path, int verify) {
 
 // ---- main -------------------------------------------------------------------------------------------------
 
-/* The pack dtypes the CLI accepts (INT8 comes with quant/). */
+/* The pack dtypes the CLI accepts (int8: quant/quant.h, docs/int8.md). */
 static int parse_dtype(const char *s, em_dtype *dt) {
     if (!strcmp(s, "bf16")) { *dt = EM_DTYPE_BF16; return 1; }
     if (!strcmp(s, "f32")) { *dt = EM_DTYPE_F32; return 1; }
+    if (!strcmp(s, "int8") || !strcmp(s, "i8")) { *dt = EM_DTYPE_I8; return 1; }
     return 0;
 }
 
@@ -170,7 +195,8 @@ static int usage_error(const char *fmt, const char *arg) {
 }
 
 int main(int argc, char **argv) {
-    const char *src = NULL, *out = NULL, *info = NULL, *random_cfg = NULL;
+    const char *src = NULL, *out = NULL, *info = NULL, *random_cfg = NULL, *requant = NULL;
+    int dtype_given = 0;
     int verify = 0;
     em_pack_options o = em_pack_default_options();
     if (argc < 2) return usage_error("%s", "no arguments");
@@ -179,7 +205,8 @@ int main(int argc, char **argv) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = !strcmp(a, "-o") || !strcmp(a, "--out") || !strcmp(a, "--dtype") || !strcmp(a, "--tokenizer") || !strcmp(a, "--format") ||
-                    !strcmp(a, "--seed") || !strcmp(a, "--info") || !strcmp(a, "--random-init");
+                    !strcmp(a, "--seed") || !strcmp(a, "--info") || !strcmp(a, "--random-init") ||
+                    !strcmp(a, "--requantize");
         if (takes && !next) return usage_error("option %s needs a value", a);
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { printf("%s", usage); return 0; }
         else if (!strcmp(a, "--version")) {
@@ -188,7 +215,8 @@ int main(int argc, char **argv) {
         }
         else if (!strcmp(a, "-o") || !strcmp(a, "--out")) out = argv[++i];
         else if (!strcmp(a, "--dtype")) {
-            if (!parse_dtype(argv[++i], &o.dtype)) return usage_error("unknown dtype %s (bf16, f32)", argv[i]);
+            if (!parse_dtype(argv[++i], &o.dtype)) return usage_error("unknown dtype %s (bf16, f32, int8)", argv[i]);
+            dtype_given = 1;
         }
         else if (!strcmp(a, "--tokenizer")) o.tokenizer = argv[++i];
         else if (!strcmp(a, "--no-tokenizer")) o.no_tokenizer = 1;
@@ -206,16 +234,21 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--info")) info = argv[++i];
         else if (!strcmp(a, "--verify")) verify = 1;
         else if (!strcmp(a, "--random-init")) random_cfg = argv[++i];
+        else if (!strcmp(a, "--requantize")) requant = argv[++i];
         else if (a[0] == '-' && a[1]) return usage_error("unknown option %s", a);
         else if (!src) src = a;
         else return usage_error("unexpected argument %s", a);
     }
     if (info) {
-        if (src || out || random_cfg) return usage_error("%s", "--info takes only a blob file");
+        if (src || out || random_cfg || requant) return usage_error("%s", "--info takes only a blob file");
         return cmd_info(info, verify);
     }
     if (random_cfg && src) return usage_error("%s", "--random-init takes a config, not a checkpoint");
-    if (!random_cfg && !src) return usage_error("%s", "no checkpoint given");
+    if (requant && (src || random_cfg))
+        return usage_error("%s", "--requantize takes a blob, not a checkpoint or config");
+    if (requant && dtype_given && o.dtype != EM_DTYPE_I8)
+        return usage_error("%s", "--requantize writes int8 (--dtype int8, or no --dtype)");
+    if (!random_cfg && !src && !requant) return usage_error("%s", "no checkpoint given");
     if (!out) return usage_error("%s", "no output file (-o OUT.emb)");
 
     /* The bar only when a person watches (stderr is a terminal): logs and ctest get the summary line alone. */
@@ -223,7 +256,9 @@ int main(int argc, char **argv) {
     if (isatty(STDERR_FILENO)) { o.progress = bar_draw; o.progress_user = &bar; }
     em_pack_stats st;
     memset(&st, 0, sizeof st);
-    em_status s = random_cfg ? em_pack_random(random_cfg, out, &o, &st) : em_pack_checkpoint(src, out, &o, &st);
+    em_status s = requant      ? em_pack_requantize(requant, out, &o, &st)
+                  : random_cfg ? em_pack_random(random_cfg, out, &o, &st)
+                               : em_pack_checkpoint(src, out, &o, &st);
     if (bar.drawn) fputc('\n', stderr);
     if (s != EM_OK) {
         fprintf(stderr, "em-pack: %s\n", em_last_error()[0] ? em_last_error() : em_status_str(s));

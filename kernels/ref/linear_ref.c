@@ -1,11 +1,14 @@
 /*
  * linear_ref.c — float32 C twin of the linear op (em_linear_args in kernels/ops.h): y = x W^T with W row-major
- * [n_out, n_in] in F32 or BF16. It is both the reference the CUDA GEMV/GEMM are tested against and the CPU
- * backend's matrix product (in_proj, out_proj, MLP, lm_head). Tested by tests/test_ref_ops.c; timed by
+ * [n_out, n_in] in F32, BF16, or I8 with one f32 scale per row (issue 10, quant/quant.h: y[t][r] =
+ * (x[t] . q[r]) * w_scale[r], the scale applied once per row after the dot, as the CUDA INT8 GEMV does).
+ * It is both the reference the CUDA GEMV/GEMM are tested against and the CPU backend's matrix product
+ * (in_proj, out_proj, MLP, lm_head). Tested by tests/test_ref_ops.c (I8: tests/test_int8_ref.c); timed by
  * `test_ref_ops --perf` (4096x4096 BF16, one token).
  *
  * Mirrors torch.nn.functional.linear(x, weight) == x @ weight.T, bias-free as every Mamba-2 projection is.
- * BF16 weights are widened exactly (bf16 is the top half of an f32); every product is accumulated in f32.
+ * BF16 weights are widened exactly (bf16 is the top half of an f32), I8 weights too (int8 -> f32 is exact);
+ * every product is accumulated in f32.
  *
  * Why this loop order: at decode (n_tok = 1) the op is bound by reading W, so W is streamed exactly once.
  * Rows are split across threads (OpenMP, static schedule); a thread takes a block of 4 rows, widens one chunk
@@ -89,6 +92,14 @@ static void dot4(const float *restrict w0, const float *restrict w1, const float
     out[3] = hsum8(s3) + t3;
 }
 
+/* dst[i] = f32(src[i]) for n int8 values (exact), in blocks of 8 */
+static void widen_i8(float *restrict dst, const int8_t *restrict src, uint32_t n) {
+    const uint32_t n8 = n & ~7u;
+    for (uint32_t i = 0; i < n8; i += 8)
+        for (int k = 0; k < 8; k++) dst[i + k] = (float)src[i + k];
+    for (uint32_t i = n8; i < n; i++) dst[i] = (float)src[i];
+}
+
 /* dst[i] = f32(src[i]) for n values, in blocks of 8 like the dots (vectorised at -O2) */
 static void widen_bf16(float *restrict dst, const uint16_t *restrict src, uint32_t n) {
     const uint32_t n8 = n & ~7u;
@@ -100,7 +111,8 @@ static void widen_bf16(float *restrict dst, const uint16_t *restrict src, uint32
 // ---- the op -------------------------------------------------------------------------------------------
 
 void em_ref_linear(const em_linear_args *a) {
-    EM_ASSERT(a->w_dtype == EM_DTYPE_F32 || a->w_dtype == EM_DTYPE_BF16);
+    EM_ASSERT(a->w_dtype == EM_DTYPE_F32 || a->w_dtype == EM_DTYPE_BF16 ||
+              (a->w_dtype == EM_DTYPE_I8 && a->w_scale != NULL));
     const uint32_t n_tok = a->n_tok, n_in = a->n_in, n_out = a->n_out;
     const size_t xs = a->x_stride ? a->x_stride : n_in;  /* elements per token row of x */
     const size_t ys = a->y_stride ? a->y_stride : n_out; /* elements per token row of y */
@@ -109,6 +121,8 @@ void em_ref_linear(const em_linear_args *a) {
     float *y = a->y;                                                                 /* [n_tok, n_out] */
     const float *wf = a->w_dtype == EM_DTYPE_F32 ? (const float *)a->w : NULL;       /* [n_out, n_in] */
     const uint16_t *wb = a->w_dtype == EM_DTYPE_BF16 ? (const uint16_t *)a->w : NULL; /* [n_out, n_in] */
+    const int8_t *wq = a->w_dtype == EM_DTYPE_I8 ? (const int8_t *)a->w : NULL;       /* [n_out, n_in] */
+    const float *sc = wq ? a->w_scale : NULL;                                          /* [n_out] */
 
     if (n_in == 0) { /* empty sum: written, never accumulated */
         for (uint32_t t = 0; t < n_tok; t++)
@@ -133,6 +147,9 @@ void em_ref_linear(const em_linear_args *a) {
                 if (wb) {
                     widen_bf16(buf[j], wb + (size_t)(r0 + j) * n_in + k0, len);
                     wr[j] = buf[j];
+                } else if (wq) {
+                    widen_i8(buf[j], wq + (size_t)(r0 + j) * n_in + k0, len);
+                    wr[j] = buf[j];
                 } else {
                     wr[j] = wf + (size_t)(r0 + j) * n_in + k0;
                 }
@@ -151,5 +168,8 @@ void em_ref_linear(const em_linear_args *a) {
                 for (uint32_t j = 0; j < nr; j++) yt[j] = k0 == 0 ? d[j] : yt[j] + d[j];
             }
         }
+        if (sc) /* I8: the row's scale, once, on the finished dot */
+            for (uint32_t t = 0; t < n_tok; t++)
+                for (uint32_t j = 0; j < nr; j++) y[t * ys + r0 + j] *= sc[r0 + j];
     }
 }

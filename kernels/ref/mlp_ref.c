@@ -1,7 +1,7 @@
 /*
  * mlp_ref.c — float32 C twin of the MLP op (em_mlp_args in kernels/ops.h): y = down(act(up(x))), the hybrid's
- * MLP layer. The two projections are em_ref_linear (so bf16 weights are widened exactly and each product is
- * accumulated in f32); the activation runs in place on the [n_tok, d_ff] workspace. Tested by
+ * MLP layer. The two projections are em_ref_linear (so bf16 and int8 weights are widened exactly, int8 rows
+ * take their up_scale / down_scale, and each product is accumulated in f32); the activation runs in place on the [n_tok, d_ff] workspace. Tested by
  * tests/test_ref_attn_mlp.c against a double-precision form.
  *
  * What it mirrors:
@@ -26,7 +26,7 @@ void em_ref_mlp(const em_mlp_args *a) {
     EM_ASSERT(a->act == EM_ACT_GELU || a->act == EM_ACT_RELU2 || a->act == EM_ACT_SILU);
     const uint32_t nt = a->n_tok, d = a->d, ff = a->d_ff;
     /* h [nt, ff] = x up^T */
-    em_linear_args up = { .w = a->up, .w_dtype = a->up_dtype, .x = a->x, .y = a->h, .n_tok = nt, .n_in = d,
+    em_linear_args up = { .w = a->up, .w_dtype = a->up_dtype, .w_scale = a->up_scale, .x = a->x, .y = a->h, .n_tok = nt, .n_in = d,
                           .n_out = ff, .x_stride = d, .y_stride = ff };
     em_ref_linear(&up);
     /* h = act(h), in place */
@@ -38,7 +38,7 @@ void em_ref_mlp(const em_mlp_args *a) {
     default: for (size_t i = 0; i < n; i++) h[i] = em_silu_f(h[i]); break;
     }
     /* y [nt, d] = h down^T */
-    em_linear_args dn = { .w = a->down, .w_dtype = a->down_dtype, .x = a->h, .y = a->y, .n_tok = nt, .n_in = ff,
+    em_linear_args dn = { .w = a->down, .w_dtype = a->down_dtype, .w_scale = a->down_scale, .x = a->h, .y = a->y, .n_tok = nt, .n_in = ff,
                           .n_out = d, .x_stride = ff, .y_stride = d };
     em_ref_linear(&dn);
 }

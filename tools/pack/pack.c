@@ -6,6 +6,14 @@
  *               checkpoint tensors nobody asked for; nothing is written before all of this passes;
  *   3. stream:  declare every tensor to the blob writer, then convert and write them in order, through
  *               two fixed chunk buffers (8 MB), so memory stays flat for any model size.
+ *
+ * INT8 (--dtype int8, --requantize; issue 10, docs/int8.md): every 2-D matrix but the embedding becomes an i8
+ * tensor (EM_QUANT_INT8_ROW, quant/quant.h) followed in the table by its scales, "<name>.scale", F32 [rows].
+ * The matrix is streamed row by row (a row is quantized as a whole: its scale needs its max), the scales are
+ * kept (4 bytes a row) and written as the next tensor. The embedding stays BF16 (a gather of one row per token
+ * reads 8 KB, not worth quantizing; em_ref_embed takes no int8); with tied embeddings the head is the
+ * embedding, so it stays BF16 too. Random INT8 blobs quantize the BF16 random values, so `--random-init C
+ * --dtype int8` is byte for byte `--random-init C` followed by `--requantize` (tests/test_int8_pack.c).
  */
 #include "pack.h"
 
@@ -22,6 +30,7 @@
 #include "blob.h"
 #include "hfconfig.h"
 #include "megatron.h"
+#include "quant.h"
 #include "randinit.h"
 #include "safetensors.h"
 #include "tensors.h"
@@ -38,8 +47,14 @@ typedef em_pack_xf pack_xform;   /* megatron.h: copy, A = -exp(A_log), Megatron 
 #define XF_COPY EM_XF_COPY
 #define XF_NEG_EXP EM_XF_NEG_EXP
 
+/* What a plan item is: a plain tensor, an int8-row matrix, or the scales of the int8 item just before it. */
+typedef enum pack_role { PACK_ROLE_PLAIN = 0, PACK_ROLE_I8 = 1, PACK_ROLE_SCALE = 2 } pack_role;
+
 typedef struct pack_item {
     em_blob_tensor t;            /* as declared to the writer */
+    pack_role role;
+    uint32_t ri_index;           /* the item's index without the scale items (= its index in a bf16 plan): the
+                                    random-init key, so an int8 random blob holds the bf16 one's values */
     char kind;                   /* 'g' global, else the em_layer_kind */
     uint32_t layer;              /* layer index (kind != 'g') */
     const char *field;           /* tensors.h field name */
@@ -51,7 +66,9 @@ typedef struct pack_item {
 typedef struct pack_plan {
     pack_item *items;
     uint32_t n, cap;
+    uint32_t n_plain;            /* items that are not scales */
     uint64_t data_bytes;
+    uint64_t max_i8_rows;        /* the largest int8 matrix's rows (the scale buffer) */
 } pack_plan;
 
 static double pack_now(void) {
@@ -69,8 +86,8 @@ em_pack_options em_pack_default_options(void) {
 
 // ---- 1. plan: the tensors.h tables --------------------------------------------------------------------
 
-static em_status plan_add(pack_plan *p, em_dtype pack_dt, char kind, uint32_t layer, const char *field,
-                          em_wclass wc, uint32_t nd, uint64_t d0, uint64_t d1) {
+static em_status plan_push(pack_plan *p, em_dtype dt, char kind, uint32_t layer, const char *field, pack_role role,
+                           uint32_t nd, uint64_t d0, uint64_t d1) {
     if (p->n == p->cap) {
         uint32_t cap = p->cap ? 2 * p->cap : 64;
         pack_item *it = realloc(p->items, cap * sizeof *it);
@@ -80,17 +97,20 @@ static em_status plan_add(pack_plan *p, em_dtype pack_dt, char kind, uint32_t la
     }
     pack_item *it = &p->items[p->n];
     memset(it, 0, sizeof *it);
-    if (kind == 'g') snprintf(it->t.name, sizeof it->t.name, "%s", field);
-    else snprintf(it->t.name, sizeof it->t.name, "l%u.%s", layer, field);
-    it->t.dtype = wc == EM_WCLASS_MATRIX ? (uint32_t)pack_dt : (uint32_t)EM_DTYPE_F32;
+    const char *suffix = role == PACK_ROLE_SCALE ? ".scale" : "";
+    if (kind == 'g') snprintf(it->t.name, sizeof it->t.name, "%s%s", field, suffix);
+    else snprintf(it->t.name, sizeof it->t.name, "l%u.%s%s", layer, field, suffix);
+    it->t.dtype = (uint32_t)dt;
     it->t.n_dims = nd;
     it->t.shape[0] = d0;
     if (nd > 1) it->t.shape[1] = d1;
     it->t.layout = EM_LAYOUT_ROW_MAJOR;
-    it->t.quant = EM_QUANT_NONE;
-    it->t.scale_index = -1;
+    it->t.quant = role == PACK_ROLE_I8 ? EM_QUANT_INT8_ROW : EM_QUANT_NONE;
+    it->t.scale_index = role == PACK_ROLE_I8 ? (int32_t)(p->n + 1) : -1; /* its scales come next */
     it->t.shard_rank = 0;
     it->t.shard_count = 1;
+    it->role = role;
+    it->ri_index = role == PACK_ROLE_SCALE ? UINT32_MAX : p->n_plain;
     it->kind = kind;
     it->layer = layer;
     it->field = field;
@@ -99,7 +119,25 @@ static em_status plan_add(pack_plan *p, em_dtype pack_dt, char kind, uint32_t la
         !em_mul_u64(it->n_elems, em_dtype_size(it->t.dtype), &size) || !em_add_u64(p->data_bytes, size, &p->data_bytes))
         return em_fail(EM_ERR_FORMAT, "em-pack: tensor %s: shape [%llu, %llu] is empty or too large", it->t.name,
                        (unsigned long long)d0, (unsigned long long)d1);
+    /* an int8 row is quantized whole in one chunk buffer (one spare element: random chunks start on pairs) */
+    if (role == PACK_ROLE_I8 && d1 > PACK_CHUNK - 1)
+        return em_fail(EM_ERR_UNSUPPORTED, "em-pack: tensor %s: rows of %llu elements are longer than int8 packing "
+                       "takes (%u)", it->t.name, (unsigned long long)d1, PACK_CHUNK - 1);
+    if (role == PACK_ROLE_I8 && d0 > p->max_i8_rows) p->max_i8_rows = d0;
+    if (role != PACK_ROLE_SCALE) p->n_plain++;
     p->n++;
+    return EM_OK;
+}
+
+/* One tensors.h entry: small tensors are f32; matrices take the pack dtype, except that int8 applies to 2-D
+ * matrices other than the embedding (which stays bf16, see the top of this file). */
+static em_status plan_add(pack_plan *p, em_dtype pack_dt, char kind, uint32_t layer, const char *field,
+                          em_wclass wc, uint32_t nd, uint64_t d0, uint64_t d1) {
+    em_dtype dt = wc == EM_WCLASS_MATRIX ? pack_dt : EM_DTYPE_F32;
+    const int i8 = dt == EM_DTYPE_I8 && nd == 2 && strcmp(field, "embd") != 0;
+    if (dt == EM_DTYPE_I8 && !i8) dt = EM_DTYPE_BF16;
+    EM_TRY(plan_push(p, dt, kind, layer, field, i8 ? PACK_ROLE_I8 : PACK_ROLE_PLAIN, nd, d0, d1));
+    if (i8) EM_TRY(plan_push(p, EM_DTYPE_F32, kind, layer, field, PACK_ROLE_SCALE, 1, d0, 0));
     return EM_OK;
 }
 
@@ -227,6 +265,7 @@ static em_status plan_resolve(pack_plan *p, const em_st *st, em_hf_family fam, c
     em_status s = EM_OK;
     for (uint32_t i = 0; i < p->n && s == EM_OK; i++) {
         pack_item *it = &p->items[i];
+        if (it->role == PACK_ROLE_SCALE) continue; /* made from the matrix before it */
         char tried[256];
         const em_st_tensor *src = resolve_one(st, it, names, n_names, prefixes, &it->xf, tried, sizeof tried);
         if (!tried[0]) {
@@ -281,7 +320,8 @@ static em_status plan_resolve(pack_plan *p, const em_st *st, em_hf_family fam, c
 typedef struct pack_stream {
     em_blob_writer *w;
     float *fbuf;                /* [PACK_CHUNK] f32 staging */
-    void *obuf;                 /* [PACK_CHUNK] output elements (f32 or bf16) */
+    void *obuf;                 /* [PACK_CHUNK] output elements (f32, bf16 or int8) */
+    float *scales;              /* [plan max_i8_rows]: the scales of the int8 matrix being written, written next */
     uint64_t done, total;
     const em_pack_options *o;
 } pack_stream;
@@ -351,8 +391,39 @@ static em_status stream_qkv_tensor(pack_stream *ps, const pack_item *it, const e
     return fill ? stream_flush(ps, it, fill) : EM_OK;
 }
 
+/* An int8-row matrix: each row (a Megatron qkv row gathered like stream_qkv_tensor's) loaded as f32 into fbuf,
+ * quantized into obuf, its scale kept in ps->scales for the scale tensor that follows. */
+static em_status stream_i8_tensor(pack_stream *ps, const pack_item *it, const em_blob_config *c) {
+    const em_st_tensor *s = it->src;
+    const uint64_t rows = it->t.shape[0], cols = it->t.shape[1];
+    int8_t *ob = ps->obuf;
+    const size_t cap = (size_t)PACK_CHUNK * sizeof(float); /* obuf bytes */
+    size_t fill = 0;
+    for (uint64_t r = 0; r < rows; r++) {
+        const uint64_t src_row = it->xf >= EM_XF_QKV_Q ? em_megatron_qkv_row(it->xf, r, c->attn_n_head,
+                                                                              c->attn_n_kv_head, c->attn_head_dim)
+                                                       : r;
+        load_f32(s, src_row * cols, (size_t)cols, ps->fbuf); /* cols < PACK_CHUNK (plan_push) */
+        if (fill + cols > cap) {
+            EM_TRY(stream_write(ps, it, ob, fill));
+            fill = 0;
+        }
+        em_status st = em_quant_i8_row_f32(ps->fbuf, (uint32_t)cols, ob + fill, &ps->scales[r]);
+        if (st != EM_OK) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "%s", em_last_error());
+            return em_fail(st, "%s: tensor %s (blob tensor %s), row %llu: %s", s->file, s->name, it->t.name,
+                           (unsigned long long)src_row, msg);
+        }
+        fill += cols;
+    }
+    return fill ? stream_write(ps, it, ob, fill) : EM_OK;
+}
+
 static em_status stream_checkpoint_tensor(pack_stream *ps, const pack_item *it, const em_blob_config *c) {
     const em_st_tensor *s = it->src;
+    if (it->role == PACK_ROLE_I8) return stream_i8_tensor(ps, it, c);
+    if (it->role == PACK_ROLE_SCALE) return stream_write(ps, it, ps->scales, it->n_elems * sizeof(float));
     if (it->xf >= EM_XF_QKV_Q) return stream_qkv_tensor(ps, it, c);
     int same = it->xf == XF_COPY && ((s->dtype == EM_ST_F32 && it->t.dtype == EM_DTYPE_F32) ||
                                      (s->dtype == EM_ST_BF16 && it->t.dtype == EM_DTYPE_BF16));
@@ -386,14 +457,55 @@ static em_status stream_checkpoint_tensor(pack_stream *ps, const pack_item *it, 
  * disk takes them; done one after the other, an 8B blob pays both. So a helper thread generates chunk k+1
  * while this thread writes chunk k (two buffers), and the total is close to the slower of the two.
  */
+/* One chunk of one tensor: which item and element range (int8 items: whole rows). */
+typedef struct ri_chunk { uint32_t item; uint64_t off; size_t n; } ri_chunk;
+
+/* Chunk c's output bytes into buf (PACK_CHUNK floats of room): random values in the item's dtype; for an int8
+ * item, the bf16-rounded random values of whole rows quantized (their scales into scales[row]); for a scale
+ * item, the scales its matrix left (the chunks are produced in order, so they are all there). */
+static void ri_produce(const pack_plan *p, const ri_chunk *c, uint64_t seed, uint32_t d_conv, float *scales,
+                       void *buf) {
+    const pack_item *it = &p->items[c->item];
+    if (it->role == PACK_ROLE_SCALE) {
+        memcpy(buf, scales + c->off, c->n * sizeof(float));
+        return;
+    }
+    const em_ri_rule rule = em_ri_rule_for(it->field, it->t.n_dims, it->t.shape, d_conv);
+    const uint64_t key = em_ri_key(seed, it->ri_index);
+    if (it->role == PACK_ROLE_PLAIN) {
+        em_ri_fill(&rule, key, c->off, c->n, (em_dtype)it->t.dtype, buf);
+        return;
+    }
+    /* int8: em_ri_fill starts on an even element; a chunk of whole rows may start on an odd one */
+    float *f = buf;
+    const size_t shift = (size_t)(c->off & 1u);
+    em_ri_fill(&rule, key, c->off - shift, c->n + shift, EM_DTYPE_F32, f);
+    if (shift) memmove(f, f + 1, c->n * sizeof(float));
+    const uint32_t cols = (uint32_t)it->t.shape[1];
+    const uint64_t row0 = c->off / cols;
+    int8_t *q = buf; /* row j's int8 go to bytes [j * cols, (j + 1) * cols): never past the f32 not yet read */
+    for (size_t j = 0; j < c->n / cols; j++) {
+        float *row = f + j * cols;
+        for (uint32_t k = 0; k < cols; k++) /* the bf16 blob's values */
+            row[k] = em_bf16_to_f32(em_f32_to_bf16(row[k]));
+        (void)em_quant_i8_row_f32(row, cols, q + j * cols, &scales[row0 + j]); /* random values are finite */
+    }
+}
+
+/*
+ * Random weights are produced as fast as one core can hash (~0.8 GB/s of bf16) and written as fast as the
+ * disk takes them; done one after the other, an 8B blob pays both. So a helper thread generates chunk k+1
+ * while this thread writes chunk k (two buffers), and the total is close to the slower of the two.
+ */
 typedef struct ri_worker {
     pthread_t th;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    em_ri_rule rule;
-    uint64_t key, off;
-    size_t n;
-    em_dtype dt;
+    const pack_plan *p;
+    ri_chunk c;
+    uint64_t seed;
+    uint32_t d_conv;
+    float *scales;
     void *buf;
     int busy, quit;
 } ri_worker;
@@ -405,7 +517,7 @@ static void *ri_worker_main(void *arg) {
         while (!w->busy && !w->quit) pthread_cond_wait(&w->cv, &w->mu);
         if (w->quit) break;
         pthread_mutex_unlock(&w->mu);
-        em_ri_fill(&w->rule, w->key, w->off, w->n, w->dt, w->buf);
+        ri_produce(w->p, &w->c, w->seed, w->d_conv, w->scales, w->buf);
         pthread_mutex_lock(&w->mu);
         w->busy = 0;
         pthread_cond_broadcast(&w->cv);
@@ -414,23 +526,15 @@ static void *ri_worker_main(void *arg) {
     return NULL;
 }
 
-/* One chunk of one tensor: which rule, key and element range. */
-typedef struct ri_chunk { uint32_t item; uint64_t off; size_t n; } ri_chunk;
-
 static int ri_next(const pack_plan *p, ri_chunk *c) {
     c->off += c->n;
     while (c->item < p->n && c->off >= p->items[c->item].n_elems) { c->item++; c->off = 0; }
     if (c->item >= p->n) return 0;
-    uint64_t left = p->items[c->item].n_elems - c->off;
-    c->n = (size_t)(left < PACK_CHUNK ? left : PACK_CHUNK);
-    return 1;
-}
-
-static void ri_setup(const pack_plan *p, const ri_chunk *c, uint64_t seed, uint32_t d_conv, em_ri_rule *rule,
-                     uint64_t *key) {
     const pack_item *it = &p->items[c->item];
-    *rule = em_ri_rule_for(it->field, it->t.n_dims, it->t.shape, d_conv);
-    *key = em_ri_key(seed, c->item);
+    uint64_t left = it->n_elems - c->off, most = PACK_CHUNK;
+    if (it->role == PACK_ROLE_I8) most = (PACK_CHUNK - 1) / it->t.shape[1] * it->t.shape[1]; /* whole rows */
+    c->n = (size_t)(left < most ? left : most);
+    return 1;
 }
 
 static em_status stream_random_all(pack_stream *ps, const pack_plan *p, const em_blob_config *cfg) {
@@ -448,27 +552,19 @@ static em_status stream_random_all(pack_stream *ps, const pack_plan *p, const em
     em_status s = EM_OK;
     ri_chunk cur = {0, 0, 0}, nxt;
     int have = ri_next(p, &cur), b = 0;
-    if (have) {   /* the first chunk, here */
-        em_ri_rule r;
-        uint64_t key;
-        ri_setup(p, &cur, ps->o->seed, cfg->d_conv, &r, &key);
-        em_ri_fill(&r, key, cur.off, cur.n, (em_dtype)p->items[cur.item].t.dtype, buf[0]);
-    }
+    if (have) ri_produce(p, &cur, ps->o->seed, cfg->d_conv, ps->scales, buf[0]); /* the first chunk, here */
     while (have && s == EM_OK) {
         nxt = cur;
         int more = ri_next(p, &nxt);
         if (more) {   /* generate the next chunk into the other buffer, on the helper if there is one */
-            em_ri_rule r;
-            uint64_t key;
-            ri_setup(p, &nxt, ps->o->seed, cfg->d_conv, &r, &key);
-            em_dtype dt = (em_dtype)p->items[nxt.item].t.dtype;
             if (threaded) {
                 pthread_mutex_lock(&w.mu);
-                w.rule = r; w.key = key; w.off = nxt.off; w.n = nxt.n; w.dt = dt; w.buf = buf[b ^ 1]; w.busy = 1;
+                w.p = p; w.c = nxt; w.seed = ps->o->seed; w.d_conv = cfg->d_conv; w.scales = ps->scales;
+                w.buf = buf[b ^ 1]; w.busy = 1;
                 pthread_cond_broadcast(&w.cv);
                 pthread_mutex_unlock(&w.mu);
             } else {
-                em_ri_fill(&r, key, nxt.off, nxt.n, dt, buf[b ^ 1]);
+                ri_produce(p, &nxt, ps->o->seed, cfg->d_conv, ps->scales, buf[b ^ 1]);
             }
         }
         const pack_item *it = &p->items[cur.item];
@@ -504,9 +600,11 @@ static em_status stream_all(const pack_plan *p, const em_blob_config *cfg, const
     ps.total = p->data_bytes;
     ps.fbuf = malloc(PACK_CHUNK * sizeof(float));
     ps.obuf = malloc(PACK_CHUNK * sizeof(float));
-    if (!ps.fbuf || !ps.obuf) {
+    ps.scales = malloc((size_t)(p->max_i8_rows ? p->max_i8_rows : 1) * sizeof(float));
+    if (!ps.fbuf || !ps.obuf || !ps.scales) {
         free(ps.fbuf);
         free(ps.obuf);
+        free(ps.scales);
         return em_fail(EM_ERR_OUT_OF_MEMORY, "em-pack: out of memory");
     }
     em_status s = em_blob_writer_open(out_path, &ps.w);
@@ -519,6 +617,7 @@ static em_status stream_all(const pack_plan *p, const em_blob_config *cfg, const
     else if (ps.w) em_blob_writer_abort(ps.w);
     free(ps.fbuf);
     free(ps.obuf);
+    free(ps.scales);
     return s;
 }
 
@@ -612,8 +711,9 @@ static char *source_dir(const char *src) {
 em_status em_pack_checkpoint(const char *src, const char *out_path, const em_pack_options *opts, em_pack_stats *stats) {
     if (!src || !out_path) return em_fail(EM_ERR_INVALID_ARG, "em_pack_checkpoint: NULL path");
     em_pack_options o = opts ? *opts : em_pack_default_options();
-    if (o.dtype != EM_DTYPE_BF16 && o.dtype != EM_DTYPE_F32)
-        return em_fail(EM_ERR_INVALID_ARG, "em-pack: dtype %s is not a pack dtype (bf16, f32)", em_dtype_name(o.dtype));
+    if (o.dtype != EM_DTYPE_BF16 && o.dtype != EM_DTYPE_F32 && o.dtype != EM_DTYPE_I8)
+        return em_fail(EM_ERR_INVALID_ARG, "em-pack: dtype %s is not a pack dtype (bf16, f32, i8)",
+                       em_dtype_name(o.dtype));
     double t0 = pack_now();
     struct stat sb;
     if (stat(src, &sb) != 0) return em_fail(EM_ERR_NOT_FOUND, "%s: no such file or directory", src);
@@ -676,8 +776,9 @@ em_status em_pack_random(const char *config_path, const char *out_path, const em
                          em_pack_stats *stats) {
     if (!config_path || !out_path) return em_fail(EM_ERR_INVALID_ARG, "em_pack_random: NULL path");
     em_pack_options o = opts ? *opts : em_pack_default_options();
-    if (o.dtype != EM_DTYPE_BF16 && o.dtype != EM_DTYPE_F32)
-        return em_fail(EM_ERR_INVALID_ARG, "em-pack: dtype %s is not a pack dtype (bf16, f32)", em_dtype_name(o.dtype));
+    if (o.dtype != EM_DTYPE_BF16 && o.dtype != EM_DTYPE_F32 && o.dtype != EM_DTYPE_I8)
+        return em_fail(EM_ERR_INVALID_ARG, "em-pack: dtype %s is not a pack dtype (bf16, f32, i8)",
+                       em_dtype_name(o.dtype));
     double t0 = pack_now();
     em_hf_config *h = calloc(1, sizeof *h);
     pack_plan p = {0};
@@ -701,5 +802,82 @@ em_status em_pack_random(const char *config_path, const char *out_path, const em
     free(p.items);
     free_extras(&x);
     free(h);
+    return s;
+}
+
+/* --requantize: the blob's tensors become the sources of an int8 plan built from its own config. Each blob
+ * tensor is presented as a safetensors tensor (em_st_tensor over the mapped bytes), so the checkpoint stream
+ * (load_f32, the same-dtype copy) does the rest. */
+em_status em_pack_requantize(const char *blob_path, const char *out_path, const em_pack_options *opts,
+                             em_pack_stats *stats) {
+    if (!blob_path || !out_path) return em_fail(EM_ERR_INVALID_ARG, "em_pack_requantize: NULL path");
+    em_pack_options o = opts ? *opts : em_pack_default_options();
+    o.dtype = EM_DTYPE_I8;
+    double t0 = pack_now();
+    em_blob b;
+    em_blob_open_options bo = {1}; /* every checksum: the input is read whole anyway */
+    EM_TRY(em_blob_open_file(blob_path, &bo, &b));
+    pack_plan p = {0};
+    em_st_tensor *src = NULL;
+    uint32_t n_unused = 0;
+    em_status s = EM_OK;
+    if (b.flags & EM_BLOB_FLAG_SHARDED)
+        s = em_fail(EM_ERR_UNSUPPORTED, "%s: a sharded blob cannot be requantized (pack the checkpoint instead)",
+                    blob_path);
+    if (s == EM_OK) s = plan_build(&p, &b.config, EM_DTYPE_I8);
+    if (s == EM_OK && !(src = calloc(p.n ? p.n : 1, sizeof *src)))
+        s = em_fail(EM_ERR_OUT_OF_MEMORY, "em-pack: out of memory");
+    for (uint32_t i = 0; i < p.n && s == EM_OK; i++) {
+        pack_item *it = &p.items[i];
+        if (it->role == PACK_ROLE_SCALE) continue;
+        int bi = em_blob_find(&b, it->t.name);
+        if (bi < 0) {
+            s = em_fail(EM_ERR_NOT_FOUND, "%s: no tensor %s (its config needs it)", blob_path, it->t.name);
+            break;
+        }
+        const em_blob_tensor *t = &b.tensors[bi];
+        if (t->dtype == EM_DTYPE_I8) {
+            s = em_fail(EM_ERR_INVALID_ARG, "%s: tensor %s is already int8: --requantize takes a bf16 or f32 blob",
+                        blob_path, t->name);
+            break;
+        }
+        if (t->dtype != EM_DTYPE_F32 && t->dtype != EM_DTYPE_BF16) {
+            s = em_fail(EM_ERR_FORMAT, "%s: tensor %s has dtype %s (want f32 or bf16)", blob_path, t->name,
+                        em_dtype_name(t->dtype));
+            break;
+        }
+        int same = t->n_dims == it->t.n_dims;
+        for (uint32_t d = 0; d < t->n_dims && same; d++) same = t->shape[d] == it->t.shape[d];
+        if (!same) {
+            char got[160], want[160];
+            s = em_fail(EM_ERR_FORMAT, "%s: tensor %s has shape %s, its config says %s", blob_path, t->name,
+                        em_st_shape_str(t->shape, t->n_dims, got, sizeof got),
+                        em_st_shape_str(it->t.shape, it->t.n_dims, want, sizeof want));
+            break;
+        }
+        em_st_tensor *st = &src[i];
+        st->name = t->name;
+        st->file = blob_path;
+        st->dtype = t->dtype == EM_DTYPE_F32 ? EM_ST_F32 : EM_ST_BF16;
+        st->n_dims = t->n_dims;
+        for (uint32_t d = 0; d < t->n_dims; d++) st->shape[d] = t->shape[d];
+        st->n_elems = it->n_elems;
+        st->data = b.data + t->offset;
+        st->size = t->size;
+        it->src = st;
+        it->xf = XF_COPY; /* a blob holds A itself, and wq / wk / wv already split */
+    }
+    if (s == EM_OK) {
+        /* every plan item found its own tensor (names are unique): the rest were not taken */
+        n_unused = b.n_tensors > p.n_plain ? b.n_tensors - p.n_plain : 0;
+        if (n_unused)
+            EM_LOG_W("em-pack: %s: %u tensor%s not in the model's table were not copied", blob_path, n_unused,
+                     n_unused > 1 ? "s" : "");
+    }
+    if (s == EM_OK) s = stream_all(&p, &b.config, b.tokenizer, b.tokenizer_size, out_path, &o, 0);
+    if (s == EM_OK) finish_stats(stats, &p, out_path, t0, n_unused);
+    free(src);
+    free(p.items);
+    em_blob_close(&b);
     return s;
 }

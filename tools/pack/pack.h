@@ -23,7 +23,9 @@ typedef void (*em_pack_progress_fn)(uint64_t done, uint64_t total, void *user);
 typedef enum em_pack_format { EM_PACK_FORMAT_AUTO = 0, EM_PACK_FORMAT_HF = 1, EM_PACK_FORMAT_MEGATRON = 2 } em_pack_format;
 
 typedef struct em_pack_options {
-    em_dtype dtype;               /* matrices: EM_DTYPE_BF16 (default) or EM_DTYPE_F32; small tensors are f32 */
+    em_dtype dtype;               /* matrices: EM_DTYPE_BF16 (default), EM_DTYPE_F32, or EM_DTYPE_I8 (int8 per
+                                     output channel with f32 scales, docs/int8.md; the embedding stays bf16);
+                                     small tensors are f32 */
     const char *tokenizer;        /* a tokenizer file (.model: SentencePiece, .json: BPE); NULL (default): the
                                      tokenizer.model or tokenizer.json beside config.json, if any */
     int no_tokenizer;             /* 1: store none even if one is found (default 0) */
@@ -58,5 +60,12 @@ em_status em_pack_checkpoint(const char *src, const char *out_path, const em_pac
  *  deterministic for a given opts->seed (and independent of chunking). Statuses as em_pack_checkpoint. */
 em_status em_pack_random(const char *config_path, const char *out_path, const em_pack_options *opts,
                          em_pack_stats *stats);
+
+/** --requantize: reads a bf16 or f32 blob (every checksum verified) and writes the same model with every 2-D
+ *  matrix but the embedding as int8 per output channel (its scales as "<name>.scale", docs/int8.md); config,
+ *  tokenizer and small tensors are copied. opts->dtype is ignored. Statuses as em_pack_checkpoint, and
+ *  EM_ERR_INVALID_ARG for a blob that is already int8; errors name the tensor. */
+em_status em_pack_requantize(const char *blob_path, const char *out_path, const em_pack_options *opts,
+                             em_pack_stats *stats);
 
 #endif /* EM_PACK_PACK_H */
