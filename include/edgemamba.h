@@ -187,6 +187,9 @@ typedef struct em_session_options {
     uint32_t max_batch;         /* sequences per session (default 1; only 1 is supported in v0.1) */
     uint32_t max_prefill_chunk; /* tokens processed per prefill step (default 64 CPU / 512 CUDA); longer
                                    prompts run chunk by chunk in the same memory */
+    size_t memory_limit;        /* bytes this session may take (0, default: no limit of its own); em_plan's
+                                   available_bytes is the smaller of it and what the host / device has, so a
+                                   device shared with other work can be budgeted */
 } em_session_options;
 
 /** @return the defaults described above (max_prefill_chunk 0 = the backend's default). */
@@ -199,7 +202,8 @@ typedef struct em_plan_report {
     size_t workspace_bytes;     /* activations and logits */
     size_t library_bytes;       /* cuBLAS workspace and other library memory */
     size_t session_bytes;       /* what em_session_create allocates: state + kv + workspace + library */
-    size_t available_bytes;     /* host MemAvailable (CPU) or device free memory (CUDA) */
+    size_t available_bytes;     /* host MemAvailable (CPU) or device free memory (CUDA), or the options'
+                                   memory_limit when that is smaller */
     uint32_t max_prefill_chunk; /* the chunk the plan was made for */
     em_backend backend;
 } em_plan_report;

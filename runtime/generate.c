@@ -167,6 +167,16 @@ static em_status run(em_session *s, const int32_t *ids, size_t n, const em_gener
     double busy = 0;
 
     for (uint32_t i = 0; i < o->max_tokens; i++) {
+        /* hybrid: no room for another token. Refused before the pick, so that every token picked (and shown to
+         * the callback, and counted) is also consumed: the state holds every token the caller saw. */
+        if (s->model->n_attn && s->n_past >= s->max_context) {
+            status = em_fail(EM_ERR_CONTEXT_FULL, "generate: context full: the session holds %llu tokens, the "
+                             "max_context planned for the KV cache (every generated token was consumed; reset the "
+                             "session, or create it with a larger em_session_options.max_context)",
+                             (unsigned long long)s->n_past);
+            st->stop = EM_STOP_ERROR;
+            break;
+        }
         double ta = now_s();
         int32_t t;
         float lp = 0;

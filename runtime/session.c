@@ -123,6 +123,7 @@ EM_API em_status em_plan(const em_model *m, const em_session_options *opts, em_p
     for (uint32_t i = 0; i < m->blob.n_tensors; i++) r->weight_bytes += m->blob.tensors[i].size;
     if (m->backend == EM_BACKEND_CUDA) { /* the session lives on the device: its own layout (cuda_exec.c) */
         EM_TRY(em_cuda_plan(m, T, r));
+        if (o.memory_limit && o.memory_limit < r->available_bytes) r->available_bytes = o.memory_limit;
         r->max_prefill_chunk = T;
         r->backend = m->backend;
         if (r->session_bytes > r->available_bytes)
@@ -136,6 +137,8 @@ EM_API em_status em_plan(const em_model *m, const em_session_options *opts, em_p
     r->library_bytes = 0;
     r->session_bytes = p.total;
     r->available_bytes = em_host_mem_available();
+    if (o.memory_limit && (!r->available_bytes || o.memory_limit < r->available_bytes))
+        r->available_bytes = o.memory_limit; /* the caller's budget for this session */
     r->max_prefill_chunk = T;
     r->backend = m->backend;
     if (r->available_bytes && r->session_bytes > r->available_bytes)
@@ -266,7 +269,7 @@ EM_API em_status em_session_reset(em_session *s) {
 
 static void linear(const em_wref *w, const float *x, float *y, uint32_t nt, uint32_t n_in, uint32_t n_out,
                    uint32_t x_stride, uint32_t y_stride) {
-    em_linear_args a = { .w = w->p, .w_dtype = w->dt, .x = x, .y = y, .n_tok = nt, .n_in = n_in, .n_out = n_out,
+    em_linear_args a = { .w = w->p, .w_dtype = w->dt, .w_scale = w->scale, .x = x, .y = y, .n_tok = nt, .n_in = n_in, .n_out = n_out,
                          .x_stride = x_stride, .y_stride = y_stride };
     em_ref_linear(&a);
 }
@@ -334,6 +337,7 @@ static void mlp_layer(em_session *s, const em_layer *L, uint32_t nt) {
     const em_blob_config *c = &s->model->cfg;
     const em_mlp_w *w = &L->w.mlp;
     em_mlp_args ma = { .up = w->up.p, .up_dtype = w->up.dt, .down = w->down.p, .down_dtype = w->down.dt,
+                       .up_scale = w->up.scale, .down_scale = w->down.scale,
                        .x = s->xn, .h = s->ff, .y = s->delta, .n_tok = nt, .d = s->dim.d, .d_ff = c->d_ff,
                        .act = c->mlp_act };
     em_ref_mlp(&ma);

@@ -584,7 +584,8 @@ void em_bpe_free(struct em_bpe *b) {
     free(b->flags);
     free(b->merges);
     for (uint32_t i = 0; i < b->n_steps; i++) pcre2_code_free(b->steps[i].re);
-    for (uint32_t i = 0; i < b->n_added; i++) free(b->added[i].content);
+    /* added is NULL when load_model failed between counting the added tokens and allocating them */
+    for (uint32_t i = 0; b->added && i < b->n_added; i++) free(b->added[i].content);
     free(b->added);
     free(b);
 }

@@ -1,0 +1,40 @@
+# Fuzz targets (issue 11; docs/reliability.md). One LLVMFuzzerTestOneInput per file fuzz/fuzz_<target>.c.
+#   - normal builds (gcc, the cpu and asan presets): each target links fuzz/replay.c as its main() and the
+#     test fuzz_replay_<target> (label fuzz) replays the committed seed corpus fuzz/corpus/<target>/, so
+#     every input there, and every crash input added there after a fix, stays a regression test;
+#   - fuzz builds (scripts/stages/20-fuzz.sh: clang, -DEM_FUZZ_ENGINE=libfuzzer, EM_SANITIZE=fuzzer-no-link,
+#     address,undefined and -DEM_FUZZING, which skips the blob and snapshot checksums): each target links
+#     libFuzzer instead and the stage runs it for a bounded time.
+set(EM_FUZZ_ENGINE "" CACHE STRING "libfuzzer: link the fuzz targets with -fsanitize=fuzzer (clang)")
+set(em_fuzz_dir ${CMAKE_SOURCE_DIR}/fuzz)
+# target -> extra libraries (the em-pack readers live in em_packlib; the snapshot target writes a tiny blob)
+set(em_fuzz_targets blob safetensors hfconfig tok_spm tok_bpe tok_json snapshot)
+foreach(t ${em_fuzz_targets})
+  if(t STREQUAL "safetensors" OR t STREQUAL "hfconfig")
+    if(NOT TARGET em_packlib)
+      continue()
+    endif()
+    set(libs em_packlib)
+  elseif(t STREQUAL "snapshot")
+    set(libs em_testutil)
+  else()
+    set(libs "")
+  endif()
+  if(EM_FUZZ_ENGINE STREQUAL "libfuzzer")
+    add_executable(fuzz_${t} ${em_fuzz_dir}/fuzz_${t}.c)
+    target_link_options(fuzz_${t} PRIVATE -fsanitize=fuzzer)
+  else()
+    add_executable(fuzz_${t} ${em_fuzz_dir}/fuzz_${t}.c ${em_fuzz_dir}/replay.c)
+    add_test(NAME fuzz_replay_${t} COMMAND fuzz_${t} ${em_fuzz_dir}/corpus/${t})
+    set_tests_properties(fuzz_replay_${t} PROPERTIES LABELS fuzz TIMEOUT 300)
+  endif()
+  target_link_libraries(fuzz_${t} PRIVATE em_internal ${libs})
+  target_include_directories(fuzz_${t} PRIVATE ${em_fuzz_dir} ${CMAKE_CURRENT_SOURCE_DIR})
+  target_compile_definitions(fuzz_${t} PRIVATE EM_FUZZ_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+endforeach()
+# the seed generator (fuzz/make_seeds.sh runs it; not a test)
+if(TARGET em_packlib AND NOT EM_FUZZ_ENGINE STREQUAL "libfuzzer")
+  add_executable(fuzz_seedgen ${em_fuzz_dir}/seedgen.c)
+  target_link_libraries(fuzz_seedgen PRIVATE em_internal em_packlib em_testutil)
+  target_include_directories(fuzz_seedgen PRIVATE ${em_fuzz_dir} ${CMAKE_CURRENT_SOURCE_DIR})
+endif()
