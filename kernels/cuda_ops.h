@@ -150,6 +150,47 @@ em_status em_cuda_gemm(void *h, const em_linear_args *a, void *ws, size_t ws_byt
  *  em_cuda_gemm with that shape does no host-side search. Queues nothing. @return as em_cuda_gemm. */
 em_status em_cuda_gemm_prepare(void *h, const em_linear_args *a, void *ws, size_t ws_bytes);
 
+/* ---- the hybrid's attention and MLP layers (kernels/attention.cu, kernels/mlp.cu; issue 9, docs/hybrid-cuda.md) ----
+ * Attention takes em_attn_dev_args (ops.h) with DEVICE pointers: the KV cache in bf16, q/k/v/out f32. Like the launchers
+ * above: no allocation, no synchronisation, no device reads from the host (host-only attribute queries on a device's
+ * first call): safe inside a stream capture. Deterministic for a given shape and device. */
+/** Workspace em_cuda_attention needs for decode (n_tok == 1) with a cache of max_ctx rows: the split-K partials,
+ *  min(256, ceil(max_ctx / 64)) x n_head x (head_dim + 2) floats + 256 bytes of alignment slack (hybrid 8B, 32 heads
+ *  x 128, any max_ctx >= 16K: 4.3 MB). Prefill needs none. Plan it once; layers share it (stream order). */
+size_t em_cuda_attention_workspace_bytes(uint32_t max_ctx, uint32_t n_head, uint32_t head_dim);
+/** @return 1 if em_cuda_attention takes these arguments: pointers set, head_dim 64 or 128, n_head % n_kv_head == 0,
+ *  pos + n_tok <= max_ctx (n_tok <= max_ctx with pos_dev), rope_dims even and <= head_dim (rope_base > 0 when on), finite scale, strides 0 or at least
+ *  the row lengths, k_cache and v_cache 16-byte aligned. q, k, v, out: any alignment. */
+int em_cuda_attention_supported(const em_attn_dev_args *a);
+/** Queues the attention of n_tok new tokens at positions [pos, pos + n_tok) (em_ref_attention_bf16's result within
+ *  fp32 rounding): RoPE on q (in place) and k, k and v rounded to bf16 into cache rows [pos, pos + n_tok), then
+ *  n_tok == 1: split-K decode (2 or 3 kernels; needs ws, ws_bytes >= em_cuda_attention_workspace_bytes(max_ctx,
+ *  n_head, head_dim)); n_tok > 1: causal flash-attention prefill over rows [0, pos + t] (2 kernels; ws unused, may be
+ *  NULL). out must not overlap q, k, v or the cache; k/v may share rows with q (a fused qkv row). n_tok == 0 queues
+ *  nothing. @return EM_OK; EM_ERR_INVALID_ARG (unsupported, or workspace missing/too small); EM_ERR_DEVICE. */
+em_status em_cuda_attention(const em_attn_dev_args *a, void *ws, size_t ws_bytes, void *stream);
+/** For a captured decode step (a->pos_dev set): queues *pos_dev += n (one thread), so the graph advances its own
+ *  position. Decode launches with pos_dev take the split count of max_ctx (empty splits past the context cost a
+ *  block's start each), so the launch does not depend on the position. @return EM_OK, EM_ERR_INVALID_ARG, EM_ERR_DEVICE. */
+em_status em_cuda_attention_pos_add(uint32_t *pos_dev, uint32_t n, void *stream);
+/** MLP y = down(act(up(x))) (em_ref_mlp's result): em_cuda_linear up (x -> h), the activation in place on h,
+ *  em_cuda_linear down (h -> y, launched with EM_LINEAR_W_CONST behind the activation). Weights BF16, F32 or I8 (with
+ *  up_scale / down_scale), device pointers; h is the [n_tok, d_ff] workspace. Any n_tok (the GEMV takes up to 8 tokens
+ *  a weight pass: for prompt chunks use em_cuda_mlp_gemm). @return as em_cuda_linear; EM_ERR_INVALID_ARG for an act
+ *  other than EM_ACT_GELU / RELU2 / SILU or missing pointers. */
+int em_cuda_mlp_supported(const em_mlp_args *a);
+em_status em_cuda_mlp(const em_mlp_args *a, void *stream);
+/** h[i] = act(h[i]) for i < n in place (em_ref_mlp's activations: exact-erf GELU, relu^2, SiLU). */
+em_status em_cuda_mlp_act(float *h, size_t n, uint32_t act, void *stream);
+/** The prompt form: em_cuda_gemm up, em_cuda_mlp_act, em_cuda_gemm down, with the cuBLASLt handle and workspace of
+ *  em_cuda_gemm (ws_bytes >= em_cuda_gemm_workspace_bytes(n_tok, max(d, d_ff))). BF16 weights only (x and h rounded
+ *  to bf16 on the way in, as em_cuda_gemm does: ~1e-3 relative). @return as em_cuda_gemm. */
+em_status em_cuda_mlp_gemm(void *gemm, const em_mlp_args *a, void *ws, size_t ws_bytes, void *stream);
+/** Test hooks: em_cuda_attention on a chosen path (0 = by n_tok, 1 = split-K decode (n_tok must be 1), 2 = the
+ *  prefill kernel for any n_tok (ws unused)), and the number of splits decode takes for these arguments. */
+em_status em_cuda_attention_path(const em_attn_dev_args *a, void *ws, size_t ws_bytes, void *stream, int path);
+int em_cuda_attention_splits(const em_attn_dev_args *a);
+
 /* ---- test and tuning hooks (tests/test_*_cuda.c --perf): not for the executor ---------------------------- */
 /** em_cuda_ssm on a chosen path: 0 = what em_cuda_ssm picks, -1 = the warp-per-row path, 1/2/4 = the
  *  vector path with that many state rows per lane (EM_ERR_UNSUPPORTED where the vector path cannot run). */

@@ -584,6 +584,7 @@ static int em_lin_pick(int nt, uint32_t n_out, uint32_t n_in) {
 static int em_aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
 
 extern "C" int em_cuda_linear_supported(const em_linear_args *a) {
+    if (a && a->w_dtype == EM_DTYPE_I8) return em_cuda_linear_i8_supported(a); /* kernels/linear_i8.cu */
     if (!a || !a->w || !a->x || !a->y) return 0;
     if (a->w_dtype != EM_DTYPE_BF16 && a->w_dtype != EM_DTYPE_F32) return 0;
     if (a->x_stride != 0 && a->x_stride < a->n_in) return 0;
@@ -636,6 +637,7 @@ static int em_lin_vec_ok(const em_linear_args *a, uint32_t xs) {
 }
 
 extern "C" em_status em_cuda_linear(const em_linear_args *a, void *stream) {
+    if (a && a->w_dtype == EM_DTYPE_I8) return em_cuda_linear_i8(a, stream); /* W8A16: kernels/linear_i8.cu */
     if (a && (a->n_tok == 0 || a->n_out == 0)) return EM_OK;
     EM_TRY(em_lin_check(a));
 

@@ -220,6 +220,34 @@ static inline em_ssm_args em_ssd_as_ssm(const em_ssd_args *a) {
 /** The float32 C twin of the chunked algorithm (kernels/ref/ssd_ref.c); allocates nothing. */
 void em_ref_ssd(const em_ssd_args *a);
 
+/* ---- attention over a BF16 KV cache: the CUDA executor's form (issue 9; docs/hybrid-cuda.md) ------------------ *
+ * em_attn_args with the cache in bf16 (the device keeps K and V as bf16: half the bytes a decode step streams).
+ * Same semantics, computed in f32, except that the new tokens' k (after RoPE) and v are rounded to bf16
+ * (nearest even) when they are written to cache rows [pos, pos + n_tok), and every key and value is read back
+ * from the bf16 cache. Twin: em_ref_attention_bf16 (kernels/ref/attention_bf16_ref.c); CUDA: em_cuda_attention
+ * (kernels/attention.cu), which takes these args with DEVICE pointers and a workspace (cuda_ops.h). */
+typedef struct em_attn_dev_args {
+    float *q;             /* [n_tok, n_head, head_dim], row stride q_stride; RoPE (if on) is applied in place */
+    const float *k;       /* [n_tok, n_kv_head, head_dim], row stride kv_stride: the new tokens' keys (f32) */
+    const float *v;       /* [n_tok, n_kv_head, head_dim], row stride kv_stride: their values (f32) */
+    uint16_t *k_cache;    /* [max_ctx, n_kv_head, head_dim] bf16 bits: rows [0, pos) read, [pos, pos+n_tok) written */
+    uint16_t *v_cache;    /* [max_ctx, n_kv_head, head_dim] bf16 bits: the same for v */
+    float *out;           /* [n_tok, n_head, head_dim], row stride out_stride (written) */
+    uint32_t n_tok, n_head, n_kv_head, head_dim; /* n_head % n_kv_head == 0 (CUDA: head_dim 64 or 128) */
+    uint32_t pos;         /* tokens already in the cache = absolute position of the first new token */
+    uint32_t max_ctx;     /* cache rows; pos + n_tok <= max_ctx */
+    uint32_t q_stride, kv_stride, out_stride; /* elements; 0 = dense */
+    uint32_t rope_dims;   /* 0: none; else even, <= head_dim: rotate-half on dims [0, rope_dims), as em_attn_args */
+    float rope_base;
+    float scale;          /* 1/sqrt(head_dim) for the models we run */
+    int n_threads;        /* twin only: threads over (token, head group); 0 = all cores */
+    const uint32_t *pos_dev; /* CUDA only (the twin ignores it): when set, the kernels read the position from this
+                             device word at run time and `pos` is ignored, so one captured CUDA graph serves every
+                             decode step; the caller guarantees *pos_dev + n_tok <= max_ctx */
+} em_attn_dev_args;
+/** The float32 C twin over the bf16 cache (allocates nothing). */
+void em_ref_attention_bf16(const em_attn_dev_args *a);
+
 /* ---- float32 C twins (kernels/ref/) ----------------------------------------------------------------- */
 void em_ref_linear(const em_linear_args *a);
 void em_ref_rmsnorm(const em_rmsnorm_args *a);

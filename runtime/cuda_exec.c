@@ -8,7 +8,7 @@
  *
  *   conv state [n_m2, conv_dim, K-1] | ssm state [n_m2, H, P, N] (fp32)                       <- state
  *   x [T, d] | xn [T, d] | proj [T, d_in_proj] | xbc [T, conv_dim] | y [T, d_inner] | delta [T, d] | sumsq [H]
- *   logits [vocab] | tok [T] int32 | next [1] int32                                           <- workspace
+ *   logits [vocab] | tok [T] int32 | next [1] int32 | gemm_ws | ssd_ws                      <- workspace
  *
  * plus a pinned host int32 pair for the token going in and the greedy id coming out. Nothing is allocated
  * after create: prefill and decode only queue kernels on the session's stream.
@@ -25,8 +25,11 @@
  * finishes). Otherwise six: rmsnorm(+residual) / in_proj / conv1d / ssm / gated norm / out_proj. EM_STEP_MODE=
  * unfused | fused-nopdl (environment, read at create) picks the older forms, for measurement.
  *
- * Prefill runs the same kernels over chunks of up to T tokens (the GEMV loops over token groups; the
- * chunked SSD scan and cuBLASLt GEMMs are issue 8).
+ * Prefill runs chunks of up to T tokens (the planned max_prefill_chunk): per layer rmsnorm, in_proj as a cuBLASLt
+ * GEMM (kernels/gemm.cu) when the chunk has more than EM_GEMM_MIN_TOK tokens, conv1d, the chunked SSD scan
+ * (kernels/ssd.cu) when it has at least EM_SSD_MIN_TOK, the gated norm and out_proj as a GEMM; shorter chunks take
+ * the decode kernels. The GEMM's cuBLASLt workspace and bf16 copy of x and the SSD's chunk states are regions of
+ * the session's one block, sized for T at create: a prompt of any length runs in that fixed memory, chunk by chunk.
  */
 #include "cuda_exec.h"
 
@@ -93,6 +96,9 @@ typedef struct em_cuda_session {
     float *conv_state, *ssm_state;
     float *x, *xn, *proj, *xbc, *y, *delta, *sumsq, *logits;
     int fused;                                  /* decode step: 0 the six-kernel layer, 1 fused, 2 fused + PDL */
+    void *gemm;                                 /* cuBLASLt handle (em_cuda_gemm_create), NULL when T <= EM_GEMM_MIN_TOK */
+    void *gemm_ws, *ssd_ws;                     /* prefill workspaces in the block (NULL: not planned) */
+    size_t gemm_ws_bytes, ssd_ws_bytes;
     int32_t *tok, *next;                        /* device */
     int32_t *pinned;                            /* host, page-locked: [0] token in, [1] greedy id out */
     int next_on_host;                           /* pinned[1] holds the last step's greedy id (copied with the
@@ -122,8 +128,9 @@ int em_cuda_model_supported(const em_model *m) { return m->n_attn == 0 && m->n_m
 
 /* host pointer into the mapped blob -> the same tensor on the device */
 static em_wref to_dev(const em_model *m, const em_cuda_model *cm, em_wref w) {
-    em_wref d = { .p = NULL, .dt = w.dt }; /* INT8 scales: docs/int8.md (the INT8 wiring) */
+    em_wref d = { .p = NULL, .dt = w.dt };
     if (w.p) d.p = cm->data + ((const uint8_t *)w.p - m->blob.data);
+    if (w.scale) d.scale = (const float *)(cm->data + ((const uint8_t *)w.scale - m->blob.data)); /* INT8 scales */
     return d;
 }
 
@@ -176,7 +183,14 @@ void em_cuda_model_free(em_model *m) {
 
 typedef struct em_dev_layout {
     size_t conv, ssm, x, xn, proj, xbc, y, delta, sumsq, logits, tok, next, total, state_bytes;
+    size_t gemm_ws, gemm_ws_bytes, ssd_ws, ssd_ws_bytes;
 } em_dev_layout;
+
+/* Prefill chunks of more than EM_GEMM_MIN_TOK tokens run in_proj / out_proj as cuBLASLt GEMMs (the GEMV re-reads
+ * the weights every 8 tokens), chunks of at least EM_SSD_MIN_TOK the chunked SSD scan (the sequential scan costs
+ * ~0.7 us a token on the 8B shape; the SSD scan's five launches a fixed few us). docs/prefill.md. */
+#define EM_GEMM_MIN_TOK 8u
+#define EM_SSD_MIN_TOK 32u
 
 static size_t dtake(size_t *c, size_t bytes) {
     size_t at = (*c + EM_DEV_ALIGN - 1) & ~(size_t)(EM_DEV_ALIGN - 1);
@@ -200,6 +214,10 @@ static void dev_layout(const em_model *m, uint32_t T, em_dev_layout *l) {
     l->logits = dtake(&c, f * d.vocab);
     l->tok = dtake(&c, sizeof(int32_t) * T);
     l->next = dtake(&c, sizeof(int32_t));
+    l->gemm_ws_bytes = T > EM_GEMM_MIN_TOK ? em_cuda_gemm_workspace_bytes(T, d.d > d.d_inner ? d.d : d.d_inner) : 0;
+    l->gemm_ws = l->gemm_ws_bytes ? dtake(&c, l->gemm_ws_bytes) : 0;
+    l->ssd_ws_bytes = T >= EM_SSD_MIN_TOK ? em_cuda_ssd_workspace_bytes(T, d.H, d.P, d.N, d.G, 0) : 0;
+    l->ssd_ws = l->ssd_ws_bytes ? dtake(&c, l->ssd_ws_bytes) : 0;
     l->total = (c + EM_DEV_ALIGN - 1) & ~(size_t)(EM_DEV_ALIGN - 1);
 }
 
@@ -208,7 +226,8 @@ em_status em_cuda_plan(const em_model *m, uint32_t T, em_plan_report *r) {
     dev_layout(m, T, &l);
     r->state_bytes = l.state_bytes;
     r->workspace_bytes = l.total - l.state_bytes;
-    r->library_bytes = 0; /* no cuBLAS workspace yet (issue 8) */
+    r->library_bytes = l.gemm_ws_bytes; /* cuBLASLt's workspace and the bf16 copy of x (prefill GEMMs) */
+    r->workspace_bytes -= l.gemm_ws_bytes;
     r->kv_bytes = 0;
     r->session_bytes = l.total;
     em_cuda_info info;
@@ -310,6 +329,14 @@ static em_status queue_fused_step(em_session *s) {
     return EM_OK;
 }
 
+/* A linear over a prefill chunk: the cuBLASLt GEMM for more than EM_GEMM_MIN_TOK tokens where it takes the
+ * arguments (BF16 weights), else the GEMV. */
+static em_status prefill_linear(em_cuda_session *cs, const em_linear_args *a, void *st) {
+    if (a->n_tok > EM_GEMM_MIN_TOK && cs->gemm && em_cuda_gemm_supported(a))
+        return em_cuda_gemm(cs->gemm, a, cs->gemm_ws, cs->gemm_ws_bytes, st);
+    return em_cuda_linear(a, st);
+}
+
 /* Queues nt tokens (already in cs->tok) through the model. Logits: want_last -> cs->logits from the last
  * row; all_rows -> head over every row, one row at a time into host `all_out` (tests, perplexity). */
 static em_status queue_forward(em_session *s, uint32_t nt, int want_last, int argmax) {
@@ -335,9 +362,10 @@ static em_status queue_forward(em_session *s, uint32_t nt, int want_last, int ar
         EM_MARK(cs, EM_OP_NORM);
         float *conv_state = cs->conv_state + (size_t)L->slot * d.conv_dim * (d.K - 1);
         float *ssm_state = cs->ssm_state + (size_t)L->slot * d.H * d.P * d.N;
-        em_linear_args in = { .w = w->in_proj.p, .w_dtype = w->in_proj.dt, .x = cs->xn, .y = cs->proj, .n_tok = nt,
+        em_linear_args in = { .w = w->in_proj.p, .w_dtype = w->in_proj.dt, .w_scale = w->in_proj.scale, .x = cs->xn,
+                              .y = cs->proj, .n_tok = nt,
                               .n_in = d.d, .n_out = d.d_in_proj, .x_stride = d.d, .y_stride = d.d_in_proj };
-        EM_TRY(em_cuda_linear(&in, st));
+        EM_TRY(prefill_linear(cs, &in, st));
         EM_MARK(cs, EM_OP_IN_PROJ);
         em_conv1d_args ca = { .x = cs->proj + d.d_inner, .state = conv_state, .w = w->conv_w.p, .b = w->conv_b.p,
                               .y = cs->xbc, .n_tok = nt, .C = d.conv_dim, .K = d.K, .x_stride = d.d_in_proj,
@@ -349,16 +377,24 @@ static em_status queue_forward(em_session *s, uint32_t nt, int want_last, int ar
                            .state = ssm_state, .y = cs->y, .n_tok = nt, .H = d.H, .P = d.P, .N = d.N, .G = d.G,
                            .x_stride = d.conv_dim, .dt_stride = d.d_in_proj, .bc_stride = d.conv_dim,
                            .y_stride = d.d_inner, .dt_min = c->dt_limit_min, .dt_max = c->dt_limit_max };
-        EM_TRY(em_cuda_ssm(&sa, st));
+        em_ssd_args da = { .x = sa.x, .dt = sa.dt, .B = sa.B, .C = sa.C, .A = sa.A, .D = sa.D, .dt_bias = sa.dt_bias,
+                           .state = sa.state, .y = sa.y, .n_tok = nt, .H = d.H, .P = d.P, .N = d.N, .G = d.G,
+                           .x_stride = sa.x_stride, .dt_stride = sa.dt_stride, .bc_stride = sa.bc_stride,
+                           .y_stride = sa.y_stride, .dt_min = sa.dt_min, .dt_max = sa.dt_max };
+        if (nt >= EM_SSD_MIN_TOK && cs->ssd_ws && em_cuda_ssd_supported(&da))
+            EM_TRY(em_cuda_ssd(&da, cs->ssd_ws, cs->ssd_ws_bytes, st));
+        else
+            EM_TRY(em_cuda_ssm(&sa, st));
         EM_MARK(cs, EM_OP_SSM);
         em_gated_norm_args ga = { .y = cs->y, .z = cs->proj, .w = w->gnorm.p, .out = cs->y, .n_tok = nt, .d = d.d_inner,
                                   .group = c->gated_norm_group, .y_stride = d.d_inner, .z_stride = d.d_in_proj,
                                   .out_stride = d.d_inner, .eps = c->norm_eps };
         EM_TRY(em_cuda_gated_norm(&ga, st));
         EM_MARK(cs, EM_OP_GATED_NORM);
-        em_linear_args out = { .w = w->out_proj.p, .w_dtype = w->out_proj.dt, .x = cs->y, .y = cs->delta, .n_tok = nt,
+        em_linear_args out = { .w = w->out_proj.p, .w_dtype = w->out_proj.dt, .w_scale = w->out_proj.scale, .x = cs->y,
+                               .y = cs->delta, .n_tok = nt,
                                .n_in = d.d_inner, .n_out = d.d, .x_stride = d.d_inner, .y_stride = d.d };
-        EM_TRY(em_cuda_linear(&out, st));
+        EM_TRY(prefill_linear(cs, &out, st));
         EM_MARK(cs, EM_OP_OUT_PROJ);
         delta = cs->delta;
     }
@@ -367,7 +403,8 @@ static em_status queue_forward(em_session *s, uint32_t nt, int want_last, int ar
     EM_TRY(em_cuda_rmsnorm(&fa, st));
     EM_MARK(cs, EM_OP_NORM);
     if (want_last) {
-        em_linear_args h = { .w = cm->g.head.p, .w_dtype = cm->g.head.dt, .x = cs->xn + (size_t)(nt - 1) * d.d,
+        em_linear_args h = { .w = cm->g.head.p, .w_dtype = cm->g.head.dt, .w_scale = cm->g.head.scale,
+                             .x = cs->xn + (size_t)(nt - 1) * d.d,
                              .y = cs->logits, .n_tok = 1, .n_in = d.d, .n_out = d.vocab, .x_stride = d.d,
                              .y_stride = d.vocab };
         EM_TRY(em_cuda_linear(&h, st));
@@ -422,6 +459,11 @@ em_status em_cuda_session_create(em_session *s) {
     cs->y = (float *)(b + l.y);
     cs->delta = (float *)(b + l.delta);
     cs->sumsq = (float *)(b + l.sumsq);
+    cs->gemm_ws = l.gemm_ws_bytes ? b + l.gemm_ws : NULL;
+    cs->gemm_ws_bytes = l.gemm_ws_bytes;
+    cs->ssd_ws = l.ssd_ws_bytes ? b + l.ssd_ws : NULL;
+    cs->ssd_ws_bytes = l.ssd_ws_bytes;
+    if (cs->gemm_ws && (st = em_cuda_gemm_create(&cs->gemm)) != EM_OK) goto fail;
     cs->logits = (float *)(b + l.logits);
     cs->tok = (int32_t *)(b + l.tok);
     cs->next = (int32_t *)(b + l.next);
@@ -434,6 +476,23 @@ em_status em_cuda_session_create(em_session *s) {
                                                  : cs->fused == 1 ? "fused" : "unfused (six kernels a layer)");
     /* The capture queues nothing (it records); the state stays zero until the first replay. */
     if ((st = capture_step(s)) != EM_OK) goto fail;
+    /* cuBLASLt's heuristic for the planned chunk's shapes now, not in the first prefill */
+    if (cs->gemm) {
+        const em_dims d = s->dim;
+        const em_layer *L0 = &cm->layers[0];
+        for (uint32_t i = 0; i < m->cfg.n_layer; i++)
+            if (cm->layers[i].kind == EM_LAYER_MAMBA2) { L0 = &cm->layers[i]; break; }
+        em_linear_args in = { .w = L0->w.m2.in_proj.p, .w_dtype = L0->w.m2.in_proj.dt,
+                              .w_scale = L0->w.m2.in_proj.scale, .x = cs->xn, .y = cs->proj,
+                              .n_tok = s->T, .n_in = d.d, .n_out = d.d_in_proj, .x_stride = d.d, .y_stride = d.d_in_proj };
+        em_linear_args out = { .w = L0->w.m2.out_proj.p, .w_dtype = L0->w.m2.out_proj.dt,
+                               .w_scale = L0->w.m2.out_proj.scale, .x = cs->y, .y = cs->delta,
+                               .n_tok = s->T, .n_in = d.d_inner, .n_out = d.d, .x_stride = d.d_inner, .y_stride = d.d };
+        if (em_cuda_gemm_supported(&in) && (st = em_cuda_gemm_prepare(cs->gemm, &in, cs->gemm_ws, cs->gemm_ws_bytes)) != EM_OK)
+            goto fail;
+        if (em_cuda_gemm_supported(&out) && (st = em_cuda_gemm_prepare(cs->gemm, &out, cs->gemm_ws, cs->gemm_ws_bytes)) != EM_OK)
+            goto fail;
+    }
     return EM_OK;
 fail:
     em_cuda_session_free(s);
@@ -447,6 +506,7 @@ void em_cuda_session_free(em_session *s) {
     if (cs->step) cudaGraphExecDestroy(cs->step);
     if (cs->stream) cudaStreamDestroy(cs->stream);
     if (cs->pinned) cudaFreeHost(cs->pinned);
+    em_cuda_gemm_destroy(cs->gemm);
     em_cuda_free(cs->block);
     free(cs);
     s->cuda = NULL;
@@ -470,7 +530,8 @@ em_status em_cuda_session_prefill(em_session *s, const int32_t *tok, size_t n, e
         if (mode == EM_LOGITS_ALL) { /* the head over every row, one row at a time, straight to the caller */
             const em_cuda_model *cm = s->model->cuda;
             for (uint32_t r = 0; r < nt; r++) {
-                em_linear_args h = { .w = cm->g.head.p, .w_dtype = cm->g.head.dt, .x = cs->xn + (size_t)r * s->dim.d,
+                em_linear_args h = { .w = cm->g.head.p, .w_dtype = cm->g.head.dt, .w_scale = cm->g.head.scale,
+                                     .x = cs->xn + (size_t)r * s->dim.d,
                                      .y = cs->logits, .n_tok = 1, .n_in = s->dim.d, .n_out = V, .x_stride = s->dim.d,
                                      .y_stride = V };
                 EM_TRY(em_cuda_linear(&h, cs->stream));

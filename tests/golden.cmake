@@ -20,7 +20,15 @@ if(TARGET em-pack)
       add_test(NAME golden_${fixture}_${dtype} COMMAND test_golden ${b} ${g} 1e-4 cpu)
       set_tests_properties(golden_${fixture}_${dtype} PROPERTIES LABELS golden FIXTURES_REQUIRED blob_${fixture}_${dtype})
       if(EM_HAVE_CUDA AND NOT fixture MATCHES "hybrid") # the same goldens on the CUDA executor (SKIP without a device)
-        add_test(NAME golden_${fixture}_${dtype}_cuda COMMAND test_golden ${b} ${g} 1e-4 cuda)
+        # BF16 blobs: 2e-2, the bf16 bound: prompts of more than 8 tokens run the CUDA prompt path (cuBLASLt GEMMs on
+        # bf16-rounded activations, the TF32 SSD scan; runtime/cuda_exec.c); measured worst 1.2e-2 on the random
+        # tiny fixture's prompt, 2.6e-4 on decode. F32 blobs take the GEMV (fp32 activations): 1e-4 as on the CPU.
+        if(dtype STREQUAL "f32")
+          set(cuda_tol 1e-4)
+        else()
+          set(cuda_tol 2e-2)
+        endif()
+        add_test(NAME golden_${fixture}_${dtype}_cuda COMMAND test_golden ${b} ${g} ${cuda_tol} cuda)
         set_tests_properties(golden_${fixture}_${dtype}_cuda PROPERTIES LABELS "golden;gpu" SKIP_RETURN_CODE 77
                              FIXTURES_REQUIRED blob_${fixture}_${dtype})
       endif()

@@ -59,6 +59,12 @@ static const conv_case cases[] = {
     { 257, 7, 9, .what = "K 7 (KMAX 16 kernel)" },
     { 130, 16, 20, .x_off = 5, .x_stride = 141, .what = "K 16, odd x stride and offset" },
     { 192, 4, 3, .alias = 1, .what = "y == x (in place)" },
+    /* n_tok >= 16 with y apart from x: the token-parallel prompt kernel */
+    { 10240, 4, 512, B8_X, .perf = 1, .what = "Mamba-2 8B, prompt of 512 (token-parallel)" },
+    { 10240, 4, 16, B8_X, .what = "Mamba-2 8B, 16 tokens (token-parallel, smallest)" },
+    { 1000, 4, 33, .y_pad = 3, .no_bias = 1, .what = "token-parallel, no bias, strided y" },
+    { 257, 7, 17, .what = "token-parallel, K 7 (KMAX 16 kernel)" },
+    { 192, 4, 40, .alias = 1, .what = "y == x, 40 tokens (stays sequential)" },
 };
 
 typedef struct conv_perf_ctx {
@@ -122,7 +128,7 @@ static void run_case(const conv_case *c, em_rng *rng, const em_gpu_env *env) {
             err_y = em_gpu_check_rows(label, y_got, y_ref, nt, C, ys, 1, TOL);
         err_s = em_gpu_check_rows(label, st_got, st_ref, 1, n_st, 0, 0, TOL);
     }
-    printf("  %-48s C %5u K %2u n_tok %2u: rel err y %.2e, state %.2e %s\n", c->what, C, K, nt, err_y, err_s,
+    printf("  %-48s C %5u K %2u n_tok %3u: rel err y %.2e, state %.2e %s\n", c->what, C, K, nt, err_y, err_s,
            err_y <= TOL && err_s <= TOL ? "ok" : "FAIL");
 
     if (env->perf && c->perf && st == EM_OK) {

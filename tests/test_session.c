@@ -65,14 +65,17 @@ int main(int argc, char **argv) {
     int32_t tok[NTOK];
     for (int i = 0; i < NTOK; i++) tok[i] = (int32_t)(em_rng_u32(&r) % V);
 
-    /* chunking does not change the result */
-    float *ref = prefill_all(m, 64, tok, V);
-    static const uint32_t chunks[] = { 1, 7, 40 };
+    /* chunking does not change the result. On CUDA, chunks of up to 8 tokens run the decode kernels (fp32
+     * activations: 1e-5), longer ones the prompt path (cuBLASLt GEMMs on bf16-rounded activations, the TF32 SSD scan:
+     * runtime/cuda_exec.c), held to the bf16 bound 2e-2 against the fp32 path (measured 3.6e-4 here). */
+    const uint32_t ref_chunk = cuda ? 8 : 64;
+    float *ref = prefill_all(m, ref_chunk, tok, V);
+    static const uint32_t chunks[] = { 1, 7, 40, 64 };
     for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
         float *got = prefill_all(m, chunks[c], tok, V);
         char label[64];
-        snprintf(label, sizeof label, "chunk %u vs 64", chunks[c]);
-        em_check_close(label, got, ref, (size_t)NTOK * V, cuda ? 1e-5 : 1e-6);
+        snprintf(label, sizeof label, "chunk %u vs %u", chunks[c], ref_chunk);
+        em_check_close(label, got, ref, (size_t)NTOK * V, !cuda ? 1e-6 : chunks[c] <= 8 ? 1e-5 : 2e-2);
         free(got);
     }
 
