@@ -92,6 +92,8 @@ int main(int argc, char **argv) {
 
     em_session_options so = em_session_default_options();
     so.max_prefill_chunk = chunk;
+    /* hybrids: the KV cache holds the prompt, the new tokens and the --breakdown steps (2 x 20) */
+    if ((uint64_t)p + n + 64 > so.max_context) so.max_context = (uint32_t)(p + n + 64);
     em_plan_report plan;
     em_session *s = NULL;
     if (em_plan(m, &so, &plan) != EM_OK || em_session_create(m, &so, &s) != EM_OK) DIE("%s", em_last_error());
@@ -105,7 +107,10 @@ int main(int argc, char **argv) {
         if (!strcmp(blob->tensors[i].name, "embd")) embd = blob->tensors[i].size;
     }
     int tied = (m->cfg.flags & EM_CFG_TIED_EMBEDDINGS) != 0;
-    uint64_t bytes_tok = weights - embd + embd / info.vocab_size + (tied ? embd : 0) + 2 * (uint64_t)plan.state_bytes;
+    /* hybrids: + the KV cache read at the mean decode position (kv_bytes covers max_context positions) */
+    const uint64_t kv_read = so.max_context ? (uint64_t)((double)plan.kv_bytes * ((double)p + n / 2.0) / so.max_context) : 0;
+    uint64_t bytes_tok = weights - embd + embd / info.vocab_size + (tied ? embd : 0) + 2 * (uint64_t)plan.state_bytes +
+                         kv_read;
     double roof_ms = bw > 0 ? (double)bytes_tok / (bw * 1e9) * 1e3 : 0;
 
     int32_t *prompt = malloc(sizeof(int32_t) * (size_t)p);

@@ -6,9 +6,17 @@
  * the tensor's offset: no per-tensor work at load). At session create, ONE device allocation holds, in
  * 256-byte aligned regions:
  *
- *   conv state [n_m2, conv_dim, K-1] | ssm state [n_m2, H, P, N] (fp32)                       <- state
+ *   conv state [n_m2, conv_dim, K-1] | ssm state [n_m2, H, P, N] (fp32) | pos (u32)             <- state
+ *   KV cache [n_attn] x (K, V) [max_context, n_kv_head, head_dim] bf16                          <- kv (hybrids)
  *   x [T, d] | xn [T, d] | proj [T, d_in_proj] | xbc [T, conv_dim] | y [T, d_inner] | delta [T, d] | sumsq [H]
  *   logits [vocab] | tok [T] int32 | next [1] int32 | gemm_ws | ssd_ws                      <- workspace
+ *   qkv [T, (Hq + 2 Hkv) hd] | att [T, Hq hd] | ff [T, d_ff] | attn_ws                       <- (hybrids)
+ *
+ * Hybrids (attention and MLP layers, issue 9; docs/hybrid-cuda.md): attention runs kernels/attention.cu over the
+ * bf16 KV cache, the MLP kernels/mlp.cu; in the captured decode step the attention kernels read the position from
+ * the device word `pos` (advanced at the end of each replay, set after each prefill), so one graph serves every
+ * position. An attention or MLP layer in the fused step adds its output into the residual stream itself (the fused
+ * Mamba layers read x whole).
  *
  * plus a pinned host int32 pair for the token going in and the greedy id coming out. Nothing is allocated
  * after create: prefill and decode only queue kernels on the session's stream.
@@ -33,6 +41,7 @@
  */
 #include "cuda_exec.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,8 +59,8 @@ em_status em_cuda_model_load(em_model *m, int device) {
     return em_fail(EM_ERR_NO_DEVICE, "this build of edgemamba has no CUDA backend (configure with -DEM_CUDA=ON)");
 }
 void em_cuda_model_free(em_model *m) { (void)m; }
-em_status em_cuda_plan(const em_model *m, uint32_t T, em_plan_report *r) {
-    (void)m; (void)T; (void)r;
+em_status em_cuda_plan(const em_model *m, uint32_t T, uint32_t max_context, em_plan_report *r) {
+    (void)m; (void)T; (void)max_context; (void)r;
     return em_fail(EM_ERR_NO_DEVICE, "no CUDA backend in this build");
 }
 em_status em_cuda_session_create(struct em_session *s) { (void)s; return em_fail(EM_ERR_NO_DEVICE, "no CUDA backend"); }
@@ -88,6 +97,7 @@ typedef struct em_cuda_model {
     size_t bytes;
     struct { EM_GLOBAL_TENSORS(EM_X_WREF) } g;  /* device pointers */
     em_layer *layers;                           /* [n_layer], device pointers */
+    size_t lib_bytes;                           /* device memory cuBLASLt keeps once loaded (measured at load) */
 } em_cuda_model;
 
 typedef struct em_cuda_session {
@@ -98,9 +108,15 @@ typedef struct em_cuda_session {
     int fused;                                  /* decode step: 0 the six-kernel layer, 1 fused, 2 fused + PDL */
     void *gemm;                                 /* cuBLASLt handle (em_cuda_gemm_create), NULL when T <= EM_GEMM_MIN_TOK */
     void *gemm_ws, *ssd_ws;                     /* prefill workspaces in the block (NULL: not planned) */
+    uint32_t *pos;                              /* device: the KV position the captured step attends at */
+    uint16_t *kv;                               /* [n_attn][K, V][max_context, Hkv, hd] bf16 (hybrids) */
+    float *qkv, *att, *ff;
+    void *attn_ws;
+    size_t attn_ws_bytes;
     size_t gemm_ws_bytes, ssd_ws_bytes;
     int32_t *tok, *next;                        /* device */
-    int32_t *pinned;                            /* host, page-locked: [0] token in, [1] greedy id out */
+    int32_t *pinned;                            /* host, page-locked: [0] token in, [1] greedy id out,
+                                                   [2] the KV position after a prefill (hybrids) */
     int next_on_host;                           /* pinned[1] holds the last step's greedy id (copied with the
                                                    step, before its one sync: argmax needs no second sync) */
     cudaStream_t stream;
@@ -124,7 +140,16 @@ typedef struct em_cuda_session {
 
 // ---- model -------------------------------------------------------------------------------------------------
 
-int em_cuda_model_supported(const em_model *m) { return m->n_attn == 0 && m->n_mlp == 0; }
+int em_cuda_model_supported(const em_model *m) {
+    const em_blob_config *c = &m->cfg;
+    if (m->n_attn && c->attn_head_dim != 64 && c->attn_head_dim != 128) return 0; /* kernels/attention.cu */
+    if (m->n_mlp && c->mlp_act != EM_ACT_GELU && c->mlp_act != EM_ACT_RELU2 && c->mlp_act != EM_ACT_SILU) return 0;
+    for (uint32_t i = 0; i < c->n_layer; i++) {
+        const int k = m->layers[i].kind;
+        if (k != EM_LAYER_MAMBA2 && k != EM_LAYER_ATTN && k != EM_LAYER_MLP) return 0;
+    }
+    return 1;
+}
 
 /* host pointer into the mapped blob -> the same tensor on the device */
 static em_wref to_dev(const em_model *m, const em_cuda_model *cm, em_wref w) {
@@ -140,8 +165,8 @@ em_status em_cuda_model_load(em_model *m, int device) {
     if (n == 0) return em_fail(EM_ERR_NO_DEVICE, "no CUDA device: %s", em_last_error());
     if (device >= n) return em_fail(EM_ERR_INVALID_ARG, "CUDA device %d asked for, %d present", device, n);
     if (!em_cuda_model_supported(m))
-        return em_fail(EM_ERR_UNSUPPORTED, "the CUDA executor runs pure Mamba-2 models only in this version "
-                       "(this model has attention/MLP layers): use the CPU backend");
+        return em_fail(EM_ERR_UNSUPPORTED, "the CUDA executor runs Mamba-2, attention (head_dim 64 or 128) and MLP "
+                       "(GELU, relu^2, SiLU) layers; this model has another kind: use the CPU backend");
     EM_TRY(em_cuda_set_device(device));
     em_cuda_model *cm = calloc(1, sizeof *cm);
     if (!cm) return em_fail(EM_ERR_OUT_OF_MEMORY, "out of memory");
@@ -157,6 +182,17 @@ em_status em_cuda_model_load(em_model *m, int device) {
         free(cm);
         return s;
     }
+    /* cuBLASLt (the prompt GEMMs): load it now, with a probe handle, and measure what it keeps on the device
+     * (~380 MB of kernels under CUDA_MODULE_LOADING=EAGER on an H100), so that em_plan can count it */
+    {
+        size_t f0 = 0, f1 = 0, total = 0;
+        void *probe = NULL;
+        if (cudaMemGetInfo(&f0, &total) == cudaSuccess && em_cuda_gemm_create(&probe) == EM_OK &&
+            cudaMemGetInfo(&f1, &total) == cudaSuccess && f1 < f0)
+            cm->lib_bytes = f0 - f1;
+        em_cuda_gemm_destroy(probe);
+        cudaGetLastError();
+    }
 #define EM_X_DEV_G(field, ...) cm->g.field = to_dev(m, cm, m->g.field);
     EM_GLOBAL_TENSORS(EM_X_DEV_G)
     for (uint32_t i = 0; i < m->cfg.n_layer; i++) {
@@ -164,7 +200,11 @@ em_status em_cuda_model_load(em_model *m, int device) {
         em_layer *D = &cm->layers[i];
         *D = *L;
 #define EM_X_DEV_M2(field, ...) D->w.m2.field = to_dev(m, cm, L->w.m2.field);
+#define EM_X_DEV_AT(field, ...) D->w.attn.field = to_dev(m, cm, L->w.attn.field);
+#define EM_X_DEV_MLP(field, ...) D->w.mlp.field = to_dev(m, cm, L->w.mlp.field);
         if (L->kind == EM_LAYER_MAMBA2) { EM_MAMBA2_TENSORS(EM_X_DEV_M2) }
+        else if (L->kind == EM_LAYER_ATTN) { EM_ATTN_TENSORS(EM_X_DEV_AT) }
+        else if (L->kind == EM_LAYER_MLP) { EM_MLP_TENSORS(EM_X_DEV_MLP) }
     }
     m->cuda = cm;
     return EM_OK;
@@ -184,6 +224,7 @@ void em_cuda_model_free(em_model *m) {
 typedef struct em_dev_layout {
     size_t conv, ssm, x, xn, proj, xbc, y, delta, sumsq, logits, tok, next, total, state_bytes;
     size_t gemm_ws, gemm_ws_bytes, ssd_ws, ssd_ws_bytes;
+    size_t pos, kv, kv_bytes, qkv, att, ff, attn_ws, attn_ws_bytes;
 } em_dev_layout;
 
 /* Prefill chunks of more than EM_GEMM_MIN_TOK tokens run in_proj / out_proj as cuBLASLt GEMMs (the GEMV re-reads
@@ -198,12 +239,17 @@ static size_t dtake(size_t *c, size_t bytes) {
     return at;
 }
 
-static void dev_layout(const em_model *m, uint32_t T, em_dev_layout *l) {
+static void dev_layout(const em_model *m, uint32_t T, uint32_t max_ctx, em_dev_layout *l) {
     em_dims d = em_model_dims(m);
+    const em_blob_config *cf = &m->cfg;
     size_t f = sizeof(float), c = 0;
+    const size_t dq = (size_t)cf->attn_n_head * cf->attn_head_dim, dkv = (size_t)cf->attn_n_kv_head * cf->attn_head_dim;
     l->conv = dtake(&c, f * m->n_mamba2 * d.conv_dim * (d.K - 1));
     l->ssm = dtake(&c, f * m->n_mamba2 * d.H * d.P * d.N);
-    l->state_bytes = c;
+    l->pos = dtake(&c, sizeof(uint32_t));
+    l->state_bytes = c; /* zeroed by reset: the states and the position */
+    l->kv_bytes = m->n_attn ? 2 * sizeof(uint16_t) * m->n_attn * (size_t)max_ctx * dkv : 0;
+    l->kv = l->kv_bytes ? dtake(&c, l->kv_bytes) : 0;
     l->x = dtake(&c, f * T * d.d);
     l->xn = dtake(&c, f * T * d.d);
     l->proj = dtake(&c, f * T * d.d_in_proj);
@@ -214,30 +260,43 @@ static void dev_layout(const em_model *m, uint32_t T, em_dev_layout *l) {
     l->logits = dtake(&c, f * d.vocab);
     l->tok = dtake(&c, sizeof(int32_t) * T);
     l->next = dtake(&c, sizeof(int32_t));
-    l->gemm_ws_bytes = T > EM_GEMM_MIN_TOK ? em_cuda_gemm_workspace_bytes(T, d.d > d.d_inner ? d.d : d.d_inner) : 0;
+    size_t max_in = d.d > d.d_inner ? d.d : d.d_inner; /* the widest GEMM input: d, d_inner, d_ff, Hq hd */
+    if (m->n_mlp && cf->d_ff > max_in) max_in = cf->d_ff;
+    if (m->n_attn && dq > max_in) max_in = dq;
+    l->gemm_ws_bytes = T > EM_GEMM_MIN_TOK ? em_cuda_gemm_workspace_bytes(T, (uint32_t)max_in) : 0;
     l->gemm_ws = l->gemm_ws_bytes ? dtake(&c, l->gemm_ws_bytes) : 0;
     l->ssd_ws_bytes = T >= EM_SSD_MIN_TOK ? em_cuda_ssd_workspace_bytes(T, d.H, d.P, d.N, d.G, 0) : 0;
     l->ssd_ws = l->ssd_ws_bytes ? dtake(&c, l->ssd_ws_bytes) : 0;
+    l->qkv = m->n_attn ? dtake(&c, f * T * (dq + 2 * dkv)) : 0;
+    l->att = m->n_attn ? dtake(&c, f * T * dq) : 0;
+    l->ff = m->n_mlp ? dtake(&c, f * T * cf->d_ff) : 0;
+    l->attn_ws_bytes = m->n_attn ? em_cuda_attention_workspace_bytes(max_ctx, cf->attn_n_head, cf->attn_head_dim) : 0;
+    l->attn_ws = l->attn_ws_bytes ? dtake(&c, l->attn_ws_bytes) : 0;
     l->total = (c + EM_DEV_ALIGN - 1) & ~(size_t)(EM_DEV_ALIGN - 1);
 }
 
-em_status em_cuda_plan(const em_model *m, uint32_t T, em_plan_report *r) {
+em_status em_cuda_plan(const em_model *m, uint32_t T, uint32_t max_context, em_plan_report *r) {
     em_dev_layout l;
-    dev_layout(m, T, &l);
+    dev_layout(m, T, max_context, &l);
     r->state_bytes = l.state_bytes;
     r->workspace_bytes = l.total - l.state_bytes;
-    r->library_bytes = l.gemm_ws_bytes; /* cuBLASLt's workspace and the bf16 copy of x (prefill GEMMs) */
-    r->workspace_bytes -= l.gemm_ws_bytes;
-    r->kv_bytes = 0;
-    r->session_bytes = l.total;
+    /* cuBLASLt's workspace and the bf16 copy of x (in the block), and what the library keeps resident (measured
+     * at load; outside the block, so session_bytes counts it while the block does not) */
+    const em_cuda_model *cmp = m->cuda;
+    r->library_bytes = l.gemm_ws_bytes + cmp->lib_bytes;
+    r->workspace_bytes -= l.gemm_ws_bytes + l.kv_bytes;
+    r->kv_bytes = l.kv_bytes; /* bf16 K and V of the attention layers, max_context positions */
+    r->session_bytes = l.total + cmp->lib_bytes;
     em_cuda_info info;
     const em_cuda_model *cm = m->cuda;
     EM_TRY(em_cuda_device_info(cm->device, &info));
-    r->available_bytes = info.mem_free;
+    r->available_bytes = info.mem_free + cm->lib_bytes; /* the library is already resident: counted once, in the plan */
     return EM_OK;
 }
 
 // ---- the step ------------------------------------------------------------------------------------------------
+
+static em_status queue_aux_layer(em_session *s, const em_layer *L, uint32_t nt, uint32_t pos, const uint32_t *pos_dev);
 
 /* The fused layer's three ops for layer L (one token), pointers into the session's workspace. */
 typedef struct em_fused_layer {
@@ -290,6 +349,7 @@ static int pick_step_mode(const em_session *s) {
     const em_norm_linear_args h = head_args(s, 0);
     if (!em_cuda_norm_linear_supported(&h)) return 0;
     for (uint32_t i = 0; i < s->model->cfg.n_layer; i++) {
+        if (cm->layers[i].kind != EM_LAYER_MAMBA2) continue; /* attention / MLP layers: the same kernels either way */
         em_fused_layer f;
         fused_layer_args(s, &cm->layers[i], 0, &f);
         if (!em_cuda_norm_linear_supported(&f.in) || !em_cuda_ssm_supported(&f.ssm) ||
@@ -311,8 +371,20 @@ static em_status queue_fused_step(em_session *s) {
     EM_TRY(em_cuda_embed(&ea, st));
     EM_MARK(cs, EM_OP_EMBED);
     for (uint32_t i = 0; i < m->cfg.n_layer; i++) {
+        const em_layer *L = &cm->layers[i];
+        if (L->kind != EM_LAYER_MAMBA2) { /* norm, the layer, then x += delta (the fused layers read x whole) */
+            em_rmsnorm_args na = { .x = cs->x, .w = L->w.m2.norm.p, .y = cs->xn, .n_tok = 1, .d = s->dim.d,
+                                   .eps = m->cfg.norm_eps };
+            EM_TRY(em_cuda_rmsnorm(&na, st));
+            EM_TRY(queue_aux_layer(s, L, 1, 0, cs->pos));
+            EM_MARK(cs, EM_OP_OUT_PROJ);
+            na.delta = cs->delta; /* the residual add, as rmsnorm's first half (its y is not used) */
+            EM_TRY(em_cuda_rmsnorm(&na, st));
+            EM_MARK(cs, EM_OP_NORM);
+            continue;
+        }
         em_fused_layer f;
-        fused_layer_args(s, &cm->layers[i], pdl, &f);
+        fused_layer_args(s, L, pdl, &f);
         EM_TRY(em_cuda_norm_linear(&f.in, st));
         EM_MARK(cs, EM_OP_IN_PROJ);
         EM_TRY(em_cuda_ssm(&f.ssm, st));
@@ -337,9 +409,50 @@ static em_status prefill_linear(em_cuda_session *cs, const em_linear_args *a, vo
     return em_cuda_linear(a, st);
 }
 
+/* An attention or MLP layer over nt tokens (after its rmsnorm into xn), its output into delta. Attention at position
+ * `pos`, or at the device word pos_dev (the captured step); the new tokens' K, V go into the layer's bf16 cache. */
+static em_status queue_aux_layer(em_session *s, const em_layer *L, uint32_t nt, uint32_t pos, const uint32_t *pos_dev) {
+    const em_blob_config *c = &s->model->cfg;
+    em_cuda_session *cs = s->cuda;
+    void *st = cs->stream;
+    const uint32_t d = s->dim.d;
+    if (L->kind == EM_LAYER_MLP) {
+        const em_mlp_w *w = &L->w.mlp;
+        em_mlp_args ma = { .up = w->up.p, .up_dtype = w->up.dt, .down = w->down.p, .down_dtype = w->down.dt,
+                           .up_scale = w->up.scale, .down_scale = w->down.scale, .x = cs->xn, .h = cs->ff,
+                           .y = cs->delta, .n_tok = nt, .d = d, .d_ff = c->d_ff, .act = c->mlp_act };
+        if (nt > EM_GEMM_MIN_TOK && cs->gemm && w->up.dt == EM_DTYPE_BF16 && w->down.dt == EM_DTYPE_BF16)
+            return em_cuda_mlp_gemm(cs->gemm, &ma, cs->gemm_ws, cs->gemm_ws_bytes, st);
+        return em_cuda_mlp(&ma, st);
+    }
+    const em_attn_w *w = &L->w.attn;
+    const uint32_t Hq = c->attn_n_head, Hkv = c->attn_n_kv_head, hd = c->attn_head_dim;
+    const uint32_t dq = Hq * hd, dkv = Hkv * hd, row = dq + 2 * dkv; /* qkv row: q | k | v */
+    em_linear_args lq = { .w = w->wq.p, .w_dtype = w->wq.dt, .w_scale = w->wq.scale, .x = cs->xn, .y = cs->qkv,
+                          .n_tok = nt, .n_in = d, .n_out = dq, .x_stride = d, .y_stride = row };
+    em_linear_args lk = lq, lv = lq;
+    lk.w = w->wk.p; lk.w_dtype = w->wk.dt; lk.w_scale = w->wk.scale; lk.y = cs->qkv + dq; lk.n_out = dkv;
+    lv.w = w->wv.p; lv.w_dtype = w->wv.dt; lv.w_scale = w->wv.scale; lv.y = cs->qkv + dq + dkv; lv.n_out = dkv;
+    EM_TRY(prefill_linear(cs, &lq, st));
+    EM_TRY(prefill_linear(cs, &lk, st));
+    EM_TRY(prefill_linear(cs, &lv, st));
+    const size_t layer_kv = (size_t)s->max_context * dkv; /* one layer's K (or V) cache, in bf16 elements */
+    uint16_t *kc = cs->kv + (size_t)L->slot * 2 * layer_kv;
+    em_attn_dev_args aa = { .q = cs->qkv, .k = cs->qkv + dq, .v = cs->qkv + dq + dkv, .k_cache = kc,
+                            .v_cache = kc + layer_kv, .out = cs->att, .n_tok = nt, .n_head = Hq, .n_kv_head = Hkv,
+                            .head_dim = hd, .pos = pos, .max_ctx = s->max_context, .q_stride = row, .kv_stride = row,
+                            .out_stride = dq, .rope_dims = (uint32_t)(c->rope_fraction * (float)hd),
+                            .rope_base = c->rope_base, .scale = (float)(1.0 / sqrt((double)hd)), .pos_dev = pos_dev };
+    EM_TRY(em_cuda_attention(&aa, cs->attn_ws, cs->attn_ws_bytes, st));
+    em_linear_args lo = { .w = w->wo.p, .w_dtype = w->wo.dt, .w_scale = w->wo.scale, .x = cs->att, .y = cs->delta,
+                          .n_tok = nt, .n_in = dq, .n_out = d, .x_stride = dq, .y_stride = d };
+    return prefill_linear(cs, &lo, st);
+}
+
 /* Queues nt tokens (already in cs->tok) through the model. Logits: want_last -> cs->logits from the last
  * row; all_rows -> head over every row, one row at a time into host `all_out` (tests, perplexity). */
-static em_status queue_forward(em_session *s, uint32_t nt, int want_last, int argmax) {
+static em_status queue_forward(em_session *s, uint32_t nt, int want_last, int argmax, uint32_t pos,
+                               const uint32_t *pos_dev) {
     const em_model *m = s->model;
     const em_cuda_model *cm = m->cuda;
     em_cuda_session *cs = s->cuda;
@@ -360,6 +473,12 @@ static em_status queue_forward(em_session *s, uint32_t nt, int want_last, int ar
                                .eps = c->norm_eps };
         EM_TRY(em_cuda_rmsnorm(&na, st));
         EM_MARK(cs, EM_OP_NORM);
+        if (L->kind != EM_LAYER_MAMBA2) { /* every kind's weights begin with its norm (tensors.h): w->norm above */
+            EM_TRY(queue_aux_layer(s, L, nt, pos, pos_dev));
+            EM_MARK(cs, EM_OP_OUT_PROJ);
+            delta = cs->delta;
+            continue;
+        }
         float *conv_state = cs->conv_state + (size_t)L->slot * d.conv_dim * (d.K - 1);
         float *ssm_state = cs->ssm_state + (size_t)L->slot * d.H * d.P * d.N;
         em_linear_args in = { .w = w->in_proj.p, .w_dtype = w->in_proj.dt, .w_scale = w->in_proj.scale, .x = cs->xn,
@@ -420,11 +539,19 @@ static em_status queue_forward(em_session *s, uint32_t nt, int want_last, int ar
 
 // ---- session --------------------------------------------------------------------------------------------------
 
+/* One decode step as the graph holds it: the layers, the greedy id, and the KV position moved on. */
+static em_status queue_step(em_session *s) {
+    em_cuda_session *cs = s->cuda;
+    EM_TRY(cs->fused ? queue_fused_step(s) : queue_forward(s, 1, 1, 1, 0, cs->pos));
+    if (s->model->n_attn) EM_TRY(em_cuda_attention_pos_add(cs->pos, 1, cs->stream));
+    return EM_OK;
+}
+
 static em_status capture_step(em_session *s) {
     em_cuda_session *cs = s->cuda;
     cudaGraph_t g = NULL;
     EM_CUDA_CHECK(cudaStreamBeginCapture(cs->stream, cudaStreamCaptureModeThreadLocal));
-    em_status st = cs->fused ? queue_fused_step(s) : queue_forward(s, 1, 1, 1);
+    em_status st = queue_step(s);
     cudaError_t e = cudaStreamEndCapture(cs->stream, &g);
     if (st != EM_OK) { if (g) cudaGraphDestroy(g); return st; }
     if (e != cudaSuccess) return em_cuda_fail(e, "cudaStreamEndCapture", __FILE__, __LINE__);
@@ -444,7 +571,7 @@ em_status em_cuda_session_create(em_session *s) {
     if (!cs) return em_fail(EM_ERR_OUT_OF_MEMORY, "out of memory");
     s->cuda = cs;
     em_dev_layout l;
-    dev_layout(m, s->T, &l);
+    dev_layout(m, s->T, s->max_context, &l);
     em_status st = em_cuda_malloc(&cs->block, l.total);
     if (st != EM_OK) { em_cuda_session_free(s); return st; }
     uint8_t *b = cs->block;
@@ -459,6 +586,13 @@ em_status em_cuda_session_create(em_session *s) {
     cs->y = (float *)(b + l.y);
     cs->delta = (float *)(b + l.delta);
     cs->sumsq = (float *)(b + l.sumsq);
+    cs->pos = (uint32_t *)(b + l.pos);
+    cs->kv = l.kv_bytes ? (uint16_t *)(b + l.kv) : NULL;
+    cs->qkv = m->n_attn ? (float *)(b + l.qkv) : NULL;
+    cs->att = m->n_attn ? (float *)(b + l.att) : NULL;
+    cs->ff = m->n_mlp ? (float *)(b + l.ff) : NULL;
+    cs->attn_ws = l.attn_ws_bytes ? b + l.attn_ws : NULL;
+    cs->attn_ws_bytes = l.attn_ws_bytes;
     cs->gemm_ws = l.gemm_ws_bytes ? b + l.gemm_ws : NULL;
     cs->gemm_ws_bytes = l.gemm_ws_bytes;
     cs->ssd_ws = l.ssd_ws_bytes ? b + l.ssd_ws : NULL;
@@ -467,7 +601,7 @@ em_status em_cuda_session_create(em_session *s) {
     cs->logits = (float *)(b + l.logits);
     cs->tok = (int32_t *)(b + l.tok);
     cs->next = (int32_t *)(b + l.next);
-    cudaError_t e = cudaMallocHost((void **)&cs->pinned, 2 * sizeof(int32_t));
+    cudaError_t e = cudaMallocHost((void **)&cs->pinned, 4 * sizeof(int32_t)); /* token, greedy id, position */
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&cs->stream, cudaStreamNonBlocking);
     if (e != cudaSuccess) { st = em_cuda_fail(e, "cudaMallocHost/cudaStreamCreate", __FILE__, __LINE__); goto fail; }
     if ((st = em_cuda_session_reset(s)) != EM_OK) goto fail;
@@ -526,7 +660,8 @@ em_status em_cuda_session_prefill(em_session *s, const int32_t *tok, size_t n, e
         uint32_t nt = (uint32_t)(n - at < s->T ? n - at : s->T);
         int last = at + nt == n;
         EM_CUDA_CHECK(cudaMemcpyAsync(cs->tok, tok + at, sizeof(int32_t) * nt, cudaMemcpyHostToDevice, cs->stream));
-        EM_TRY(queue_forward(s, nt, last && mode == EM_LOGITS_LAST, last && mode == EM_LOGITS_LAST));
+        EM_TRY(queue_forward(s, nt, last && mode == EM_LOGITS_LAST, last && mode == EM_LOGITS_LAST,
+                             (uint32_t)(s->n_past + at), NULL));
         if (mode == EM_LOGITS_ALL) { /* the head over every row, one row at a time, straight to the caller */
             const em_cuda_model *cm = s->model->cuda;
             for (uint32_t r = 0; r < nt; r++) {
@@ -546,6 +681,10 @@ em_status em_cuda_session_prefill(em_session *s, const int32_t *tok, size_t n, e
     }
     if (mode == EM_LOGITS_LAST && logits)
         EM_CUDA_CHECK(cudaMemcpyAsync(logits, cs->logits, sizeof(float) * V, cudaMemcpyDeviceToHost, cs->stream));
+    if (s->model->n_attn) { /* the captured step attends at the device word: where this prefill leaves the cache */
+        cs->pinned[2] = (int32_t)(s->n_past + n);
+        EM_CUDA_CHECK(cudaMemcpyAsync(cs->pos, &cs->pinned[2], sizeof(uint32_t), cudaMemcpyHostToDevice, cs->stream));
+    }
     cs->next_on_host = 0;
     if (mode != EM_LOGITS_NONE)
         EM_CUDA_CHECK(cudaMemcpyAsync(&cs->pinned[1], cs->next, sizeof(int32_t), cudaMemcpyDeviceToHost, cs->stream));
@@ -572,6 +711,10 @@ em_status em_cuda_session_decode(em_session *s, int32_t tok, float *logits) {
 em_status em_cuda_session_profile(em_session *s, int steps, double ms[EM_OP_COUNT], double *graph_ms) {
     em_cuda_session *cs = s->cuda;
     const int per_step = 4 + 6 * (int)s->model->cfg.n_layer + 4;
+    /* every step below moves the state on (and, for hybrids, the KV position: keep it inside the cache) */
+    if (s->model->n_attn && s->n_past + 2 * (uint64_t)steps + 1 > s->max_context)
+        return em_fail(EM_ERR_CONTEXT_FULL, "profile: %d steps past position %llu do not fit max_context %u", 2 * steps,
+                       (unsigned long long)s->n_past, s->max_context);
     em_status st = EM_OK;
     cudaEvent_t start = NULL, stop = NULL;
     for (int k = 0; k < EM_OP_COUNT; k++) ms[k] = 0;
@@ -589,7 +732,7 @@ em_status em_cuda_session_profile(em_session *s, int steps, double ms[EM_OP_COUN
     for (int k = 0; k < steps && st == EM_OK; k++) {
         cs->prof_n = 0;
         cudaEventRecord(start, cs->stream);
-        if ((st = cs->fused ? queue_fused_step(s) : queue_forward(s, 1, 1, 1)) != EM_OK ||
+        if ((st = queue_step(s)) != EM_OK ||
             (st = em_cuda_sync(cs->stream)) != EM_OK)
             break;
         cudaEvent_t prev = start;

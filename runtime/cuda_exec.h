@@ -21,7 +21,7 @@ int em_cuda_model_supported(const em_model *m);
 em_status em_cuda_model_load(em_model *m, int device);
 void em_cuda_model_free(em_model *m);
 /** Fills the device side of a plan: state, workspace, library bytes, available = device free memory. */
-em_status em_cuda_plan(const em_model *m, uint32_t T, em_plan_report *r);
+em_status em_cuda_plan(const em_model *m, uint32_t T, uint32_t max_context, em_plan_report *r);
 /** Allocates the session's device block, creates its stream and captures the decode graph. */
 em_status em_cuda_session_create(struct em_session *s);
 void em_cuda_session_free(struct em_session *s);

@@ -122,7 +122,7 @@ EM_API em_status em_plan(const em_model *m, const em_session_options *opts, em_p
     memset(r, 0, sizeof *r);
     for (uint32_t i = 0; i < m->blob.n_tensors; i++) r->weight_bytes += m->blob.tensors[i].size;
     if (m->backend == EM_BACKEND_CUDA) { /* the session lives on the device: its own layout (cuda_exec.c) */
-        EM_TRY(em_cuda_plan(m, T, r));
+        EM_TRY(em_cuda_plan(m, T, o.max_context, r));
         if (o.memory_limit && o.memory_limit < r->available_bytes) r->available_bytes = o.memory_limit;
         r->max_prefill_chunk = T;
         r->backend = m->backend;
@@ -210,6 +210,7 @@ EM_API em_status em_session_create(em_model *m, const em_session_options *opts, 
         s->model = m;
         s->dim = d;
         s->T = r.max_prefill_chunk;
+        s->max_context = o.max_context; /* the device KV cache's rows (hybrids) */
         s->owns_block = 1;
         s->logits = (float *)(hb + off_logits);
         em_sampler_bind(s, hb + off_sampler);

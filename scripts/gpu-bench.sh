@@ -8,6 +8,7 @@
 # EM_BENCH_MODES="fused-nopdl unfused late" (environment): also run the first vocab's blob with those decode-step
 # forms (EM_STEP_MODE / EM_PDL_TRIGGER, runtime/cuda_exec.c), side by side in the same run.
 # EM_BENCH_INT8=1: also each vocab's INT8 blob (em-pack --random-init --dtype int8).
+# EM_BENCH_HYBRID=1: the hybrid 8B shape (tools/configs/hybrid-8b-v256000.json) at EM_BENCH_HYBRID_CTX contexts.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 B=${EM_GPU_BUILD:-build-gpu}
@@ -32,6 +33,17 @@ bench() { # bench LABEL BLOB ARGS...
 # the bundled tiny Mamba-2 (real weights)
 if [ -f models/mamba2/model.safetensors ]; then
     "$B/tools/em-pack" models/mamba2 -o "$tmp/tiny-mamba2.emb" >/dev/null && bench tiny-mamba2 "$tmp/tiny-mamba2.emb" -p 512 -n 128 -r 5 --breakdown
+fi
+if [ -f models/hybrid/model.safetensors ]; then # the bundled hybrid: attention + MLP layers on the device
+    "$B/tools/em-pack" models/hybrid -o "$tmp/tiny-hybrid.emb" >/dev/null && bench tiny-hybrid "$tmp/tiny-hybrid.emb" -p 512 -n 128 -r 5
+fi
+if [ -n "${EM_BENCH_HYBRID:-}" ]; then # the hybrid 8B shape (issue 9) at contexts 512, 4K and 32K
+    blob=$tmp/hybrid-8b-v256000.emb
+    [ -f "$blob" ] || "$B/tools/em-pack" --random-init tools/configs/hybrid-8b-v256000.json -o "$blob" | tail -1
+    for ctx in ${EM_BENCH_HYBRID_CTX:-512 4096 32768}; do
+        bench "hybrid-8b-ctx$ctx" "$blob" -p "$ctx" -n 64 -r 3
+    done
+    rm -f "$blob"
 fi
 for v in "${vocabs[@]}"; do
     blob=$tmp/mamba2-8b-v$v.emb

@@ -26,5 +26,13 @@ if(TARGET em-pack)
              COMMAND test_model_golden ${b} ${models_src}/${arch}/golden.safetensors ${models_src}/heldout.txt
                      ${models_src}/prompts.txt 0.005 1e-4 ${n_heldout})
     set_tests_properties(model_golden_${arch} PROPERTIES LABELS golden TIMEOUT 300 FIXTURES_REQUIRED model_${arch})
+    if(EM_HAVE_CUDA) # the same on the CUDA executor (SKIP without a device): prompts > 8 tokens run the GEMMs on
+      # bf16-rounded activations and the TF32 SSD scan (runtime/cuda_exec.c), so the logit rows get the bf16 bound
+      add_test(NAME model_golden_${arch}_cuda
+               COMMAND test_model_golden ${b} ${models_src}/${arch}/golden.safetensors ${models_src}/heldout.txt
+                       ${models_src}/prompts.txt 0.005 2e-2 0 cuda)
+      set_tests_properties(model_golden_${arch}_cuda PROPERTIES LABELS "golden;gpu" TIMEOUT 300 SKIP_RETURN_CODE 77
+                           FIXTURES_REQUIRED model_${arch})
+    endif()
   endforeach()
 endif()

@@ -12,7 +12,9 @@
  *     divergence is reported with both backends' top-2 ids and logits).
  * Goldens: tools/goldens/make_model_goldens.py (keys in its docstring and in models/README.md).
  *
- *   test_model_golden BLOB.emb GOLDEN.safetensors HELDOUT.txt PROMPTS.txt [PPL_TOL [LOGIT_TOL [N_HELDOUT]]]
+ *   test_model_golden BLOB.emb GOLDEN.safetensors HELDOUT.txt PROMPTS.txt [PPL_TOL [LOGIT_TOL [N_HELDOUT [cpu|cuda]]]]
+ *   (cuda: the same checks on the CUDA executor, SKIP without a device; its prompt path rounds activations to bf16
+ *   for the GEMMs, so tests/model.cmake gives it the bf16 logit bound)
  *   (defaults 0.005, 1e-4 and 0 = all ids; sanitizer builds pass a prefix, e.g. 256: the model is causal, so
  *   the NLL of a prefix is the prefix of HF's NLL and the comparison stays exact)
  */
@@ -22,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cuda_rt.h"
 #include "edgemamba.h"
 #include "safetensors.h"
 #include "testutil.h"
@@ -96,9 +99,9 @@ static double nll_of(const float *row, uint32_t V, int32_t target) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 5 || argc > 8) {
+    if (argc < 5 || argc > 9) {
         fprintf(stderr, "usage: test_model_golden BLOB.emb GOLDEN.safetensors HELDOUT.txt PROMPTS.txt "
-                        "[PPL_TOL [LOGIT_TOL [N_HELDOUT]]]\n");
+                        "[PPL_TOL [LOGIT_TOL [N_HELDOUT [cpu|cuda]]]]\n");
         return 2;
     }
     const char *blob = argv[1];
@@ -134,15 +137,21 @@ int main(int argc, char **argv) {
     em_st_close(g);
 
     em_model_options mo = em_model_default_options();
-    mo.backend = EM_BACKEND_CPU;
+    const int cuda = argc > 8 && !strcmp(argv[8], "cuda");
+    const char *bk = cuda ? "CUDA" : "CPU";
+    mo.backend = cuda ? EM_BACKEND_CUDA : EM_BACKEND_CPU;
+    if (cuda) {
+        int n_dev = 0;
+        if (em_cuda_available(&n_dev) != EM_OK || n_dev == 0) em_test_skip("test_model_golden cuda", "no CUDA device");
+    }
     em_model *m = NULL;
     CHECK_STATUS(em_model_open(blob, &mo, &m), EM_OK);
     if (!m) return em_test_finish("test_model_golden");
     em_model_info info;
     em_model_get_info(m, &info);
     CHECK_MSG(info.vocab_size == V, "blob vocab %u, golden vocab %u", info.vocab_size, V);
-    printf("%s: %s, pattern %s, %.3f M params, CPU backend\n", blob, info.name, info.layer_pattern,
-           (double)info.n_params / 1e6);
+    printf("%s: %s, pattern %s, %.3f M params, %s backend\n", blob, info.name, info.layer_pattern,
+           (double)info.n_params / 1e6, bk);
 
     /* 1. tokenizer: the ids the goldens were made from */
     em_tokenizer *tok = NULL;
@@ -195,9 +204,9 @@ int main(int argc, char **argv) {
     const double ppl_rel = fabs(ppl / ppl_ref - 1);
     CHECK_MSG(ppl_rel <= ppl_tol, "perplexity %.6f vs HF %.6f: relative difference %.3g > %.3g", ppl, ppl_ref, ppl_rel,
               ppl_tol);
-    printf("perplexity over %u held-out ids%s: CPU %.6f, HF %.6f, relative difference %.2e (tol %.1g); "
+    printf("perplexity over %u held-out ids%s: %s %.6f, HF %.6f, relative difference %.2e (tol %.1g); "
            "max |NLL diff| %.2e at position %u; prefill %.2f s (%.0f tok/s, chunk %u)\n",
-           n, n < N ? " (a prefix: sanitizer build)" : "", ppl, ppl_ref, ppl_rel, ppl_tol, worst_nll, worst_t,
+           n, n < N ? " (a prefix: sanitizer build)" : "", bk, ppl, ppl_ref, ppl_rel, ppl_tol, worst_nll, worst_t,
            t_prefill, n / t_prefill, plan.max_prefill_chunk);
     double worst_row = 0;
     uint32_t n_rows = 0;
