@@ -57,6 +57,18 @@ int em_cuda_norm_linear_supported(const em_norm_linear_args *a);
 em_status em_cuda_norm_linear(const em_norm_linear_args *a, void *stream);
 int em_cuda_gated_linear_supported(const em_gated_linear_args *a);
 em_status em_cuda_gated_linear(const em_gated_linear_args *a, void *stream);
+/* The same with INT8 weights (w_dtype EM_DTYPE_I8 + w_scale; kernels/linear_i8.cu, docs/int8.md "The fused step
+ * with INT8 weights"): em_cuda_norm_linear / em_cuda_gated_linear (and their _supported) dispatch I8 here. The
+ * vector path's rules: w and x (gated: y) 16-byte aligned, n_in % 16 == 0 and <= 2^20; gated: group % 16 == 0. */
+int em_cuda_norm_linear_i8_supported(const em_norm_linear_args *a);
+em_status em_cuda_norm_linear_i8(const em_norm_linear_args *a, void *stream);
+int em_cuda_gated_linear_i8_supported(const em_gated_linear_args *a);
+em_status em_cuda_gated_linear_i8(const em_gated_linear_args *a, void *stream);
+/* tests/test_fused_cuda.c --sweep: run a fused op with variant i of em_cuda_linear_i8_variant_info (an NT 1 variant;
+ * EM_ERR_UNSUPPORTED otherwise), and the variant the launcher picks (gated 0: norm_linear, 1: gated_linear). */
+em_status em_cuda_norm_linear_i8_variant(const em_norm_linear_args *a, void *stream, int i);
+em_status em_cuda_gated_linear_i8_variant(const em_gated_linear_args *a, void *stream, int i);
+int em_cuda_fused_i8_default_variant(int gated, uint32_t n_out, uint32_t n_in);
 
 /* ---- the Mamba-2 step's small ops ------------------------------------------------------------------------
  * Each takes the twin's args struct with DEVICE pointers (strides in elements, 0 = dense, as ops.h says).

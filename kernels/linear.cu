@@ -714,6 +714,7 @@ static int em_lin_bf16_vec_ok(const void *w, const float *x, uint32_t n_in, em_d
 }
 
 extern "C" int em_cuda_norm_linear_supported(const em_norm_linear_args *a) {
+    if (a && a->w_dtype == EM_DTYPE_I8) return em_cuda_norm_linear_i8_supported(a); /* kernels/linear_i8.cu */
     if (!a || !a->y || !a->norm_w || !em_aligned16(a->norm_w) || a->n_out == 0) return 0;
     if (!em_lin_bf16_vec_ok(a->w, a->x, a->n_in, a->w_dtype)) return 0;
     if (a->conv_dim) {
@@ -724,6 +725,7 @@ extern "C" int em_cuda_norm_linear_supported(const em_norm_linear_args *a) {
 }
 
 extern "C" em_status em_cuda_norm_linear(const em_norm_linear_args *a, void *stream) {
+    if (a && a->w_dtype == EM_DTYPE_I8) return em_cuda_norm_linear_i8(a, stream); /* kernels/linear_i8.cu */
     if (!em_cuda_norm_linear_supported(a))
         return em_fail(EM_ERR_INVALID_ARG, "em_cuda_norm_linear: unsupported arguments (BF16 weights, 16-byte aligned "
                        "w / x / norm_w, n_in %% 8 == 0, conv rows inside n_out and 2 <= K <= %d are needed)", EM_LIN_CONV_MAXK);
@@ -744,6 +746,7 @@ extern "C" em_status em_cuda_norm_linear(const em_norm_linear_args *a, void *str
 }
 
 extern "C" int em_cuda_gated_linear_supported(const em_gated_linear_args *a) {
+    if (a && a->w_dtype == EM_DTYPE_I8) return em_cuda_gated_linear_i8_supported(a); /* kernels/linear_i8.cu */
     if (!a || !a->x || !a->sumsq || !a->norm_w || !em_aligned16(a->norm_w) || a->n_out == 0) return 0;
     if (!em_lin_bf16_vec_ok(a->w, a->y, a->n_in, a->w_dtype)) return 0;
     if (a->group == 0 || a->P == 0 || a->group % 8 != 0 || a->group % a->P != 0 || a->n_in % a->group != 0) return 0;
@@ -751,6 +754,7 @@ extern "C" int em_cuda_gated_linear_supported(const em_gated_linear_args *a) {
 }
 
 extern "C" em_status em_cuda_gated_linear(const em_gated_linear_args *a, void *stream) {
+    if (a && a->w_dtype == EM_DTYPE_I8) return em_cuda_gated_linear_i8(a, stream); /* kernels/linear_i8.cu */
     if (!em_cuda_gated_linear_supported(a))
         return em_fail(EM_ERR_INVALID_ARG, "em_cuda_gated_linear: unsupported arguments (BF16 weights, 16-byte aligned "
                        "w / y / norm_w, n_in %% 8 == 0, group %% 8 == 0, group %% P == 0, at most %d groups and %d heads)",

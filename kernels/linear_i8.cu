@@ -10,7 +10,7 @@
  * twice the arithmetic per byte: 16 weights per 16-byte load instead of 8.
  *
  * Version history (each line: what changed, and why):
- *   v1 (this file) The BF16 GEMV v2's design (linear.cu: read its history first), with 16 int8 weights per
+ *   v1 The BF16 GEMV v2's design (linear.cu: read its history first), with 16 int8 weights per
  *      16-byte load. A block is NW warps; KS warps share a group of RPW consecutive rows (in-block split-K:
  *      warp k of a group takes the row's 16-byte chunks k*32 + lane, + 32*KS, ...; partial sums meet in
  *      shared memory and are added in a fixed order: deterministic, no scratch). Each lane issues RPW * U
@@ -36,11 +36,32 @@
  *      docs/int8.md; `test_linear_i8_cuda --perf` / `--sweep` give the figures this line must record.
  *      Fallback em_linear_i8_generic: warp per row, byte loads, any n_in and alignment (n_in % 16 != 0, W or
  *      x not 16-byte aligned, x_stride % 4 != 0).
+ *      H100 (the lead's run, in a graph): in_proj 18560 x 4096 30.33 us (82 % of the read bandwidth), out_proj
+ *      4096 x 8192 18.51 us (59 %), head 50288 x 4096 71.7 us (94 %).
+ *   v2 (this file) The decode step's fused ops with INT8 weights: em_cuda_norm_linear_i8 (RMSNorm prologue, conv1d
+ *      epilogue: MODE 1) and em_cuda_gated_linear_i8 (gated group-RMSNorm prologue, residual add: MODE 2), the same
+ *      kernel with linear.cu's MODE 1 / 2 on this file's geometry (16 weights a chunk: x and the norm weight are 4
+ *      float4 a chunk; MODE 2's group of chunk v is a multiply-high by ceil(2^32 / (group / 16)), exact for
+ *      n_in <= 2^20, since group / 16 is not always a power of two: 12 for the bundled model), so the INT8 decode
+ *      step runs 3 kernels a layer instead of 6. em_cuda_norm_linear / em_cuda_gated_linear (linear.cu) dispatch
+ *      I8 here. linear.cu's lessons kept: the store lane loads its conv window, and now its row scale (NT 1), before
+ *      the grid-dependency wait (constant inputs; at NT > 1 the scale is read at the store: one register more spilled
+ *      NT 7, 8 at KS 2); MODE 2 loads the per-head sums in one parallel round trip and sums each group in shared
+ *      memory in a fixed order; PDL with EM_LINEAR_W_CONST, the first weight batch issued before the wait. The scale
+ *      multiplies the finished row sum (MODE 1: times the rsqrt). Geometry: em_i8_pick's NT 1 choice for both ops
+ *      (in_proj and head: rpw2 u2 ks2; out_proj: rpw2 u4 ks1); EM_I8_NORM_VARIANT / EM_I8_GATED_VARIANT override it
+ *      (tuning). For out_proj (59 % as a plain GEMV: 8 KB rows, a warp streams 2 rows in 4 batches, so ramp and
+ *      tail weigh more than for bf16's 16 KB rows) the sweep build adds 16 NT 1 variants with fused forms: in-block
+ *      split-K (2, 4, 8 warps a row), 8-warp blocks, RPW 1 / 4, U 8 (more loads in flight); template parameter MB
+ *      (minimum blocks of __launch_bounds__) only where ptxas's own register target spilled. test_fused_cuda --sweep
+ *      checks each against the twins on the 8B layer and times it. Not measured on a GPU yet.
  *
  * Build: part of the library with -DEM_CUDA=ON. Standalone, with the resource report (registers, spills):
  *   nvcc -O3 -std=c++17 -arch=sm_90 -Xptxas -v -Iinclude -Ikernels -Iruntime -Iplatform \
  *        -c kernels/linear_i8.cu -o /tmp/linear_i8.o
- * Tuning build (every variant in em_i8_variants, for test_linear_i8_cuda --sweep): add -DEM_LIN_I8_SWEEP.
+ * Tuning build (every variant in em_i8_variants, for test_linear_i8_cuda --sweep and test_fused_cuda --sweep): add
+ * -DEM_LIN_I8_SWEEP (cmake -DCMAKE_CUDA_FLAGS=-DEM_LIN_I8_SWEEP in a build folder of its own).
+ * Resource report for sm_90 (nvcc 13.0), every kernel of both builds: docs/int8.md.
  */
 #ifndef EM_HAVE_CUDA
 #define EM_HAVE_CUDA 1 /* a .cu file is a CUDA build by definition (the standalone command defines nothing) */
@@ -50,6 +71,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cuda_runtime.h>
@@ -134,33 +156,145 @@ static __device__ __forceinline__ void em_i8_load(uint4 (&dst)[RPW][U], const ui
         for (int u = 0; u < U; u++) dst[r][u] = em_i8_ld_stream(wr[r] + v + VS * u);
 }
 
+/* The decode step's fused modes (em_cuda_norm_linear_i8, em_cuda_gated_linear_i8; NT 1 only), as linear.cu's
+ * em_lin_fuse on this file's geometry (16 weights a chunk). MODE 0: plain GEMV. MODE 1 (norm_linear): x chunks
+ * are multiplied by the RMSNorm weight and their squares summed (every element of x is read once per row group,
+ * by one lane of the group's KS warps, so the group gets sum(x^2) for free); the row's sum is scaled by
+ * rsqrt(mean(x^2) + eps) and the row's int8 scale at the end; rows in the conv range go through the conv1d
+ * (+bias, SiLU, state roll) before the store. MODE 2 (gated_linear): x chunks are y * norm_w * rstd(group), the
+ * group scales worked out once per block from the ssm's per-head sums of squares; the row's scaled sum is added
+ * to the residual stream. */
+struct em_i8_fuse {
+    const float *nw;                 /* [n_in] norm weight (MODE 1, 2) */
+    float eps;
+    float *conv_state;               /* MODE 1 conv epilogue: [conv_dim, K-1] */
+    const float *conv_w, *conv_b;    /* [conv_dim, K], [conv_dim] or NULL */
+    uint32_t conv_off, conv_dim, K;
+    const float *sumsq;              /* MODE 2: [n_in / P] */
+    uint32_t vpg_magic;              /* MODE 2: chunk -> group is __umulhi(chunk, magic) (magic 0: a chunk a group) */
+    uint32_t hpg, n_groups;          /* MODE 2: heads a group, groups */
+    float inv_group;                 /* 1 / group (MODE 2), 1 / n_in (MODE 1) */
+    int trigger_late;                /* PDL: let dependents launch after the main loop instead of at entry */
+};
+#define EM_I8_MAX_GROUPS 64
+#define EM_I8_MAX_HEADS 256 /* MODE 2: per-head sums a block stages in shared memory */
+#define EM_I8_CONV_MAXK 4   /* Mamba's d_conv; the fused step takes 2 <= K <= 4 */
+
+/* x chunk vv (16 floats, 4 float4) as the GEMV sees it: MODE 0 x itself; MODE 1 x * nw (ss += x^2); MODE 2
+ * y * nw * sc[group]. The group of chunk vv is vv / (group / 16), by a multiply-high with the precomputed
+ * ceil(2^32 / d): exact for vv * d <= 2^32 (the launcher's n_in <= 2^20 guarantees it), and no integer division
+ * in the loop. */
+template <int MODE>
+static __device__ __forceinline__ void em_i8_x16(const float *__restrict__ x, uint32_t vv, const em_i8_fuse &f,
+                                                 const float *sc, float &ss, float4 (&xv)[4]) {
+    const float4 *xp = reinterpret_cast<const float4 *>(x) + 4 * vv;
+#pragma unroll
+    for (int i = 0; i < 4; i++) xv[i] = __ldg(xp + i);
+    if constexpr (MODE == 1) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            ss = fmaf(xv[i].x, xv[i].x, ss); ss = fmaf(xv[i].y, xv[i].y, ss);
+            ss = fmaf(xv[i].z, xv[i].z, ss); ss = fmaf(xv[i].w, xv[i].w, ss);
+        }
+    }
+    if constexpr (MODE != 0) {
+        const float4 *np = reinterpret_cast<const float4 *>(f.nw) + 4 * vv;
+        float k = 1.0f;
+        if constexpr (MODE == 2) k = sc[f.vpg_magic ? __umulhi(vv, f.vpg_magic) : vv];
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const float4 n = __ldg(np + i);
+            xv[i].x *= n.x * k; xv[i].y *= n.y * k; xv[i].z *= n.z * k; xv[i].w *= n.w * k;
+        }
+    }
+}
+
 /* acc[t][r] += the batch's chunks . x[t] (x: 4 float4 per chunk through L1, reused across the RPW rows). */
-template <int NT, int RPW, int U, uint32_t VS>
+template <int NT, int RPW, int U, uint32_t VS, int MODE>
 static __device__ __forceinline__ void em_i8_fma(float (&acc)[NT][RPW], const uint4 (&wv)[RPW][U],
-                                                 const float *__restrict__ x, uint32_t x_stride, uint32_t v) {
+                                                 const float *__restrict__ x, uint32_t x_stride, uint32_t v,
+                                                 const em_i8_fuse &f, const float *sc, float &ss) {
 #pragma unroll
     for (int u = 0; u < U; u++)
 #pragma unroll
         for (int t = 0; t < NT; t++) {
-            const float4 *xp = reinterpret_cast<const float4 *>(x + (size_t)t * x_stride) + 4 * (v + VS * u);
-            const float4 a = __ldg(xp), b = __ldg(xp + 1), c = __ldg(xp + 2), d = __ldg(xp + 3);
+            float4 xv[4];
+            em_i8_x16<MODE>(x + (size_t)t * x_stride, v + VS * u, f, sc, ss, xv);
 #pragma unroll
-            for (int r = 0; r < RPW; r++) acc[t][r] = em_i8_dot16(acc[t][r], wv[r][u], a, b, c, d);
+            for (int r = 0; r < RPW; r++) acc[t][r] = em_i8_dot16(acc[t][r], wv[r][u], xv[0], xv[1], xv[2], xv[3]);
         }
 }
 
-// ---- v1: int8 vector GEMV, NT tokens -----------------------------------------------------------------
+/* MODE 1's conv window of one row, loaded at kernel entry by the lane that will store the row, before the
+ * grid-dependency wait (the conv state, weights and bias are not written by the kernel before), so that their
+ * latency hides behind the GEMV instead of ending it (linear.cu's lesson). */
+struct em_i8_conv {
+    bool on;
+    float st[EM_I8_CONV_MAXK - 1], w[EM_I8_CONV_MAXK], b;
+};
 
-/* Preconditions (checked by the launcher): w and x 16-byte aligned, n_in % 16 == 0, x_stride % 4 == 0.
- * Grid: ceil(n_out / (NW / KS * RPW)) blocks of NW * 32 threads. */
-template <int NT, int RPW, int U, int KS, int NW>
-__global__ void __launch_bounds__(NW * 32)
+static __device__ __forceinline__ void em_i8_conv_load(em_i8_conv &cv, uint32_t row, const em_i8_fuse &f) {
+    const uint32_t c = row - f.conv_off; /* unsigned: rows before the conv range wrap past conv_dim */
+    cv.on = c < f.conv_dim;
+    if (!cv.on) return;
+    const float *cw = f.conv_w + (size_t)c * f.K;
+    const float *st = f.conv_state + (size_t)c * (f.K - 1);
+#pragma unroll
+    for (uint32_t k = 0; k < EM_I8_CONV_MAXK; k++) {
+        cv.w[k] = k < f.K ? __ldg(cw + k) : 0.0f;
+        if (k + 1 < EM_I8_CONV_MAXK) cv.st[k] = k + 1 < f.K ? st[k] : 0.0f;
+    }
+    cv.b = f.conv_b ? __ldg(f.conv_b + c) : 0.0f;
+}
+
+/* The store of row `row`'s finished (scaled) sum s for token t: the plain store, or the fused epilogues (as
+ * linear.cu's em_lin_store). */
+template <int MODE>
+static __device__ __forceinline__ void em_i8_store(float *__restrict__ y, uint32_t t, uint32_t y_stride, uint32_t row,
+                                                   float s, const em_i8_fuse &f, const em_i8_conv &cv) {
+    if constexpr (MODE == 2) {
+        y[row] += s; /* the residual stream: this lane owns the row */
+    } else {
+        if constexpr (MODE == 1) {
+            if (cv.on) {
+                /* em_ref_conv1d for one token: acc = b + sum_k w[k] * window[k], window = (state, s); the state
+                 * moves one slot older and s becomes its newest entry */
+                const uint32_t c = row - f.conv_off;
+                float *st = f.conv_state + (size_t)c * (f.K - 1);
+                float acc = cv.b;
+#pragma unroll
+                for (uint32_t k = 0; k + 1 < EM_I8_CONV_MAXK; k++)
+                    if (k + 1 < f.K) {
+                        acc += cv.w[k] * cv.st[k];
+                        if (k > 0) st[k - 1] = cv.st[k];
+                    }
+                float wl = 0.0f; /* w[K-1], picked with constant indices (the array stays in registers) */
+#pragma unroll
+                for (uint32_t k = 0; k < EM_I8_CONV_MAXK; k++)
+                    if (k + 1 == f.K) wl = cv.w[k];
+                acc += wl * s;
+                st[f.K - 2] = s;
+                s = acc / (1.0f + expf(-acc)); /* silu, as em_silu_f */
+            }
+        }
+        y[(size_t)t * y_stride + row] = s;
+    }
+}
+
+// ---- v2: int8 vector GEMV, NT tokens, and the fused modes (NT 1) ----------------------------------
+
+/* Preconditions (checked by the launcher): w and x 16-byte aligned, n_in % 16 == 0, x_stride % 4 == 0; MODE 1, 2:
+ * NT 1, norm_w 16-byte aligned (and the fused launchers' shape rules). Grid: ceil(n_out / (NW / KS * RPW)) blocks
+ * of NW * 32 threads. MODE 2: x is the gated ssm output, y the residual stream (y[row] += the row's result). */
+template <int NT, int RPW, int U, int KS, int NW, int MODE = 0, int MB = 0>
+__global__ void __launch_bounds__(NW * 32, MB)
 em_linear_i8_vec(const uint4 *__restrict__ w,      /* [n_out, n_in / 16] (16 int8 per uint4) */
                  const float *__restrict__ scale,  /* [n_out] */
                  const float *__restrict__ x,      /* [NT, n_in], row stride x_stride */
                  float *__restrict__ y,            /* [NT, n_out], row stride y_stride */
-                 uint32_t n_in, uint32_t n_out, uint32_t x_stride, uint32_t y_stride) {
+                 uint32_t n_in, uint32_t n_out, uint32_t x_stride, uint32_t y_stride, const em_i8_fuse f) {
     static_assert(NW % KS == 0 && NT * RPW <= 32, "a group's KS warps in one block; one store lane per sum");
+    static_assert(MODE == 0 || NT == 1, "the fused modes are for the decode step (one token)");
     constexpr int GROUPS = NW / KS;   /* row groups per block */
     constexpr uint32_t VS = 32u * KS; /* a lane's stride (in 16-byte vectors) between its chunks of a row */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -169,7 +303,7 @@ em_linear_i8_vec(const uint4 *__restrict__ w,      /* [n_out, n_in / 16] (16 int
     /* A group past n_out (last block only) loads nothing but still meets the block barrier and the wait. */
     const uint32_t nv = row0 < n_out ? n_in / EM_I8_PER_VEC : 0;
 
-    em_i8_pdl_trigger();
+    if (MODE == 0 || !f.trigger_late) em_i8_pdl_trigger();
 
     /* Rows past n_out (last group only) re-read the last row: no per-row branch in the loop; not stored. */
     const uint4 *wr[RPW];
@@ -184,53 +318,87 @@ em_linear_i8_vec(const uint4 *__restrict__ w,      /* [n_out, n_in / 16] (16 int
         for (int r = 0; r < RPW; r++) acc[t][r] = 0.0f;
 
     /* Two batches in registers, each next batch issued (behind its own branch) before the current one is
-     * used: linear.cu v2 explains why one buffer leaves only half a batch in flight. */
+     * used: linear.cu v2 explains why one buffer leaves only half a batch in flight. The first batch (W only:
+     * never written by the preceding kernel) goes out before the grid-dependency wait, x after it. */
     uint32_t v = (uint32_t)ks * 32u + lane;
     uint4 wa[RPW][U], wb[RPW][U];
     bool full = v + VS * (U - 1) < nv;
     if (full) em_i8_load<RPW, U, VS>(wa, wrc, v);
+    /* The store lane of (t, r) is lane t * RPW + r (of split 0): at NT 1 it fetches its row's scale now, and in
+     * MODE 1 that row's conv window (constant inputs, so before the wait: their latency hides behind the GEMV).
+     * NT > 1 loads the scale at the store (one register more spills NT 7, 8 at KS 2). */
+    const bool store_lane = (KS == 1 || ks == 0) && lane < NT * RPW;
+    const uint32_t srow = row0 + (uint32_t)lane % RPW;
+    float rsc = 0.0f;
+    if (NT == 1 && store_lane && srow < n_out) rsc = __ldg(scale + srow);
+    em_i8_conv cv;
+    cv.on = false;
+    if constexpr (MODE == 1)
+        if (store_lane && srow < n_out) em_i8_conv_load(cv, srow, f);
     em_i8_pdl_wait();
+
+    /* MODE 2: the group scales rstd(g) = rsqrt(sum of the group's per-head sums of squares / group + eps), once a
+     * block: all threads load the per-head sums at once (one memory round trip), then one thread a group adds
+     * its heads in order from shared memory (deterministic). Read after the wait: the ssm wrote them. */
+    __shared__ float sc[MODE == 2 ? EM_I8_MAX_GROUPS : 1];
+    __shared__ float heads[MODE == 2 ? EM_I8_MAX_HEADS : 1];
+    if constexpr (MODE == 2) {
+        const uint32_t nh = f.n_groups * f.hpg;
+        for (uint32_t i = threadIdx.x; i < nh; i += NW * 32) heads[i] = f.sumsq[i];
+        __syncthreads();
+        for (uint32_t gi = threadIdx.x; gi < f.n_groups; gi += NW * 32) {
+            float ssg = 0.0f;
+            for (uint32_t h = 0; h < f.hpg; h++) ssg += heads[gi * f.hpg + h];
+            sc[gi] = rsqrtf(ssg * f.inv_group + f.eps);
+        }
+        __syncthreads();
+    }
+    float ss = 0.0f; /* MODE 1: this lane's part of sum(x^2) */
+
     while (full) {
         uint32_t vn = v + VS * U;
         bool next = vn + VS * (U - 1) < nv;
         if (next) em_i8_load<RPW, U, VS>(wb, wrc, vn);
-        em_i8_fma<NT, RPW, U, VS>(acc, wa, x, x_stride, v);
+        em_i8_fma<NT, RPW, U, VS, MODE>(acc, wa, x, x_stride, v, f, sc, ss);
         v = vn;
         if (!next) break;
         vn = v + VS * U;
         next = vn + VS * (U - 1) < nv;
         if (next) em_i8_load<RPW, U, VS>(wa, wrc, vn);
-        em_i8_fma<NT, RPW, U, VS>(acc, wb, x, x_stride, v);
+        em_i8_fma<NT, RPW, U, VS, MODE>(acc, wb, x, x_stride, v, f, sc, ss);
         v = vn;
         full = next;
     }
     /* Remainder: fewer than U chunks left for this lane; one at a time. */
     for (; v < nv; v += VS) {
-        uint4 w1[RPW];
+        uint4 w1[RPW][1];
 #pragma unroll
-        for (int r = 0; r < RPW; r++) w1[r] = em_i8_ld_stream(wr[r] + v);
-#pragma unroll
-        for (int t = 0; t < NT; t++) {
-            const float4 *xp = reinterpret_cast<const float4 *>(x + (size_t)t * x_stride) + 4 * v;
-            const float4 a = __ldg(xp), b = __ldg(xp + 1), c = __ldg(xp + 2), d = __ldg(xp + 3);
-#pragma unroll
-            for (int r = 0; r < RPW; r++) acc[t][r] = em_i8_dot16(acc[t][r], w1[r], a, b, c, d);
-        }
+        for (int r = 0; r < RPW; r++) w1[r][0] = em_i8_ld_stream(wr[r] + v);
+        em_i8_fma<NT, RPW, 1, VS, MODE>(acc, w1, x, x_stride, v, f, sc, ss);
     }
+    if (MODE != 0 && f.trigger_late) em_i8_pdl_trigger();
 
-    /* Lane t * RPW + r owns (t, r): the NT * RPW <= 32 stores of a warp go out in one instruction; the scale
-     * multiplies the finished sum, once. */
+    /* Lane t * RPW + r owns (t, r): the NT * RPW <= 32 stores of a warp go out in one instruction; the row scale
+     * (and MODE 1's rsqrt) multiplies the finished sum, once. */
     if constexpr (KS == 1) {
+        float rs = 1.0f; /* MODE 1: rsqrt(mean(x^2) + eps) from the warp's sum */
+        if constexpr (MODE == 1) rs = rsqrtf(em_i8_warp_sum(ss) * f.inv_group + f.eps);
 #pragma unroll
         for (int t = 0; t < NT; t++)
 #pragma unroll
             for (int r = 0; r < RPW; r++) {
                 const float s = em_i8_warp_sum(acc[t][r]);
-                if (lane == t * RPW + r && row0 + r < n_out)
-                    y[(size_t)t * y_stride + row0 + r] = s * __ldg(scale + row0 + r);
+                if (lane == t * RPW + r && row0 + r < n_out) {
+                    const float k = NT == 1 ? rsc : __ldg(scale + row0 + r);
+                    em_i8_store<MODE>(y, t, y_stride, row0 + r, MODE == 1 ? s * rs * k : s * k, f, cv);
+                }
             }
     } else {
-        __shared__ float part[KS][GROUPS][NT * RPW];
+        __shared__ float part[KS][GROUPS][NT * RPW + (MODE == 1)]; /* MODE 1: the last slot holds sum(x^2) */
+        if constexpr (MODE == 1) {
+            const float sw = em_i8_warp_sum(ss);
+            if (lane == 0) part[ks][g][NT * RPW] = sw;
+        }
 #pragma unroll
         for (int t = 0; t < NT; t++)
 #pragma unroll
@@ -243,8 +411,15 @@ em_linear_i8_vec(const uint4 *__restrict__ w,      /* [n_out, n_in / 16] (16 int
             float s = part[0][g][lane];
 #pragma unroll
             for (int k = 1; k < KS; k++) s += part[k][g][lane]; /* fixed order: deterministic */
+            if constexpr (MODE == 1) {
+                float sx = part[0][g][NT * RPW];
+#pragma unroll
+                for (int k = 1; k < KS; k++) sx += part[k][g][NT * RPW];
+                s *= rsqrtf(sx * f.inv_group + f.eps);
+            }
             const uint32_t t = (uint32_t)lane / RPW, r = (uint32_t)lane % RPW;
-            if (row0 + r < n_out) y[(size_t)t * y_stride + row0 + r] = s * __ldg(scale + row0 + r);
+            if (row0 + r < n_out)
+                em_i8_store<MODE>(y, t, y_stride, row0 + r, s * (NT == 1 ? rsc : __ldg(scale + row0 + r)), f, cv);
         }
     }
 }
@@ -289,22 +464,30 @@ em_linear_i8_generic(const int8_t *__restrict__ w,   /* [n_out, n_in] */
 // ---- the variant table ---------------------------------------------------------------------------------
 
 typedef void (*em_i8_kernel)(const uint4 *, const float *, const float *, float *, uint32_t, uint32_t, uint32_t,
-                             uint32_t);
+                             uint32_t, const em_i8_fuse);
 
+/* k: the plain GEMV (MODE 0); k1, k2: the same geometry with MODE 1 / MODE 2 (NT 1 variants only, else NULL). */
 typedef struct em_i8_variant {
     int nt, rpw, u, ks, nw;
-    em_i8_kernel k;
+    em_i8_kernel k, k1, k2;
     const char *name;
 } em_i8_variant;
 
 #define EM_I8_V(NT, RPW, U, KS, NW)                                                                           \
-    { NT, RPW, U, KS, NW, em_linear_i8_vec<NT, RPW, U, KS, NW>, "i8 nt" #NT " rpw" #RPW " u" #U " ks" #KS " w" #NW }
+    { NT, RPW, U, KS, NW, em_linear_i8_vec<NT, RPW, U, KS, NW>, NULL, NULL,                                   \
+      "i8 nt" #NT " rpw" #RPW " u" #U " ks" #KS " w" #NW }
+#define EM_I8_VFM(RPW, U, KS, NW, M0, M1, M2)                                                                 \
+    { 1, RPW, U, KS, NW, em_linear_i8_vec<1, RPW, U, KS, NW, 0, M0>, em_linear_i8_vec<1, RPW, U, KS, NW, 1, M1>,  \
+      em_linear_i8_vec<1, RPW, U, KS, NW, 2, M2>, "i8 nt1 rpw" #RPW " u" #U " ks" #KS " w" #NW }
+#define EM_I8_VF(RPW, U, KS, NW) EM_I8_VFM(RPW, U, KS, NW, 0, 0, 0)
 
-/* The defaults first (em_i8_pick: indices fixed below); the rest only in tuning builds (-DEM_LIN_I8_SWEEP). */
+/* The defaults first (em_i8_pick: indices fixed below); the rest only in tuning builds (-DEM_LIN_I8_SWEEP: every
+ * NT 1 variant there also has its fused forms, for test_fused_cuda --sweep and EM_I8_NORM_VARIANT /
+ * EM_I8_GATED_VARIANT). */
 enum { EM_I8_V1_ONE_WAVE = 0, EM_I8_V1_WAVES = 1, EM_I8_V2 = 2, EM_I8_V3_WAVES = 3, EM_I8_V3_ONE_WAVE = 9 };
 static const em_i8_variant em_i8_variants[] = {
-    EM_I8_V(1, 2, 4, 1, 4), /* 0: NT 1, one wave or short rows (out_proj) */
-    EM_I8_V(1, 2, 2, 2, 4), /* 1: NT 1, several waves: 4 rows (16 KB at n_in 4096) a block (in_proj, head) */
+    EM_I8_VF(2, 4, 1, 4),   /* 0: NT 1, one wave or short rows (out_proj) */
+    EM_I8_VF(2, 2, 2, 4),   /* 1: NT 1, several waves: 4 rows (16 KB at n_in 4096) a block (in_proj, head) */
     EM_I8_V(2, 2, 2, 2, 4), /* 2: NT 2 */
     EM_I8_V(3, 4, 2, 1, 4), /* 3..8: NT 3..8, several waves */
     EM_I8_V(4, 4, 2, 1, 4),
@@ -319,13 +502,25 @@ static const em_i8_variant em_i8_variants[] = {
     EM_I8_V(7, 4, 2, 2, 4),
     EM_I8_V(8, 4, 2, 2, 4),
 #ifdef EM_LIN_I8_SWEEP
-    EM_I8_V(1, 1, 4, 2, 4),
-    EM_I8_V(1, 2, 4, 2, 4),
-    EM_I8_V(1, 1, 4, 4, 4),
-    EM_I8_V(1, 2, 2, 4, 4),
-    EM_I8_V(1, 4, 2, 1, 4),
-    EM_I8_V(1, 2, 8, 1, 4),
-    EM_I8_V(1, 2, 4, 1, 8),
+    /* NT 1, for out_proj (4096 x 8192: 512 chunks a row, few rows) and the rest. EM_I8_VFM's last three numbers are
+     * the minimum resident blocks (__launch_bounds__) of MODE 0, 1, 2: where ptxas's own register target spilled
+     * 4 to 20 bytes (sm_90, nvcc 13.0), a bound that lets it take the registers it needs (docs/int8.md). */
+    EM_I8_VF(1, 4, 2, 4),                /* in-block split-K: 2 warps a row, twice the warps of the default */
+    EM_I8_VF(2, 4, 2, 4),
+    EM_I8_VFM(1, 4, 4, 4, 0, 0, 4),      /* 4 warps a row: 1 row a block */
+    EM_I8_VF(2, 2, 4, 4),
+    EM_I8_VF(4, 2, 1, 4),                /* x read once per 4 rows */
+    EM_I8_VFM(2, 8, 1, 4, 0, 0, 2),      /* more loads in flight: 2 x 16 a lane */
+    EM_I8_VFM(2, 4, 1, 8, 0, 1, 0),      /* 8-warp blocks */
+    EM_I8_VF(1, 4, 1, 4),                /* a row a warp: twice the warps, x read per row */
+    EM_I8_VFM(1, 8, 1, 4, 0, 0, 3),
+    EM_I8_VFM(1, 8, 2, 4, 0, 0, 3),      /* split-K with 8 loads a batch */
+    EM_I8_VF(2, 4, 2, 8),                /* split-K in 8-warp blocks */
+    EM_I8_VF(1, 4, 2, 8),
+    EM_I8_VFM(2, 2, 2, 8, 0, 2, 2),
+    EM_I8_VFM(1, 2, 8, 8, 4, 0, 0),      /* 8 warps a row */
+    EM_I8_VFM(2, 2, 1, 4, 0, 0, 5),      /* fewer registers, more resident warps */
+    EM_I8_VFM(2, 2, 1, 8, 0, 0, 2),
     EM_I8_V(2, 2, 4, 1, 4),
     EM_I8_V(8, 2, 2, 1, 4),
 #endif
@@ -438,8 +633,9 @@ static em_status em_i8_launch(int vi, const em_linear_args *a, const float *x, f
         cfg.attrs = attr;
         cfg.numAttrs = 1;
     }
+    const em_i8_fuse none = {};
     const cudaError_t e =
-        cudaLaunchKernelEx(&cfg, V->k, (const uint4 *)a->w, a->w_scale, x, y, a->n_in, a->n_out, xs, ys);
+        cudaLaunchKernelEx(&cfg, V->k, (const uint4 *)a->w, a->w_scale, x, y, a->n_in, a->n_out, xs, ys, none);
     return em_i8_launched(V->name, a, e);
 }
 
@@ -476,6 +672,144 @@ extern "C" em_status em_cuda_linear_i8(const em_linear_args *a, void *stream) {
                           ys, s);
     }
     return st;
+}
+
+// ---- the decode step's fused ops with INT8 weights (ops.h: em_norm_linear_args, em_gated_linear_args) ----------
+
+/* Launch mode of the fused ops, as linear.cu's: EM_PDL_TRIGGER=late lets dependents launch only after the main loop
+ * (default: at entry). Tuning, read once. */
+static int em_i8_trigger_late(void) {
+    static std::atomic<int> v{-1};
+    int t = v.load(std::memory_order_relaxed);
+    if (t < 0) {
+        const char *e = getenv("EM_PDL_TRIGGER");
+        t = e && strcmp(e, "late") == 0;
+        v.store(t, std::memory_order_relaxed);
+    }
+    return t;
+}
+
+/* Tuning: EM_I8_NORM_VARIANT / EM_I8_GATED_VARIANT = an index of em_i8_variants with fused forms (NT 1; the list
+ * test_fused_cuda --sweep prints) overrides the fused op's pick; anything else (or unset) is ignored. Read once. */
+static int em_i8_env_variant(const char *name, std::atomic<int> *cache) {
+    int v = cache->load(std::memory_order_relaxed);
+    if (v == -2) {
+        const char *e = getenv(name);
+        char *end = NULL;
+        const long l = e && *e ? strtol(e, &end, 10) : -1;
+        v = end && *end == '\0' && l >= 0 && l < EM_I8_N_VARIANTS && em_i8_variants[l].k1 ? (int)l : -1;
+        cache->store(v, std::memory_order_relaxed);
+    }
+    return v;
+}
+
+static em_status em_i8_fused_launch(int vi, int mode, const void *w, const float *scale, const float *x, float *y,
+                                    uint32_t n_in, uint32_t n_out, uint32_t flags, const em_i8_fuse &f,
+                                    cudaStream_t s, const char *name) {
+    const em_i8_variant *V = &em_i8_variants[vi];
+    const em_i8_kernel k = mode == 1 ? V->k1 : V->k2;
+    if (!k) return em_fail(EM_ERR_UNSUPPORTED, "%s: variant %d (%s) has no fused form", name, vi, V->name);
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(em_i8_blocks(vi, n_out));
+    cfg.blockDim = dim3((unsigned)V->nw * 32u);
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    if ((flags & EM_LINEAR_W_CONST) && em_i8_dev_info()->cc_major.load(std::memory_order_relaxed) >= 9) {
+        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.attrs = attr;
+        cfg.numAttrs = 1;
+    }
+    cudaError_t e = cudaLaunchKernelEx(&cfg, k, (const uint4 *)w, scale, x, y, n_in, n_out, n_in, n_out, f);
+    if (e == cudaSuccess) e = cudaGetLastError();
+    else cudaGetLastError();
+    if (e == cudaSuccess) return EM_OK;
+    return em_fail(EM_ERR_DEVICE, "%s: launch of %s (n_in %u, n_out %u) failed: %s: %s", name, V->name, n_in, n_out,
+                   cudaGetErrorName(e), cudaGetErrorString(e));
+}
+
+/* The int8 vector path's conditions for a fused op: w and x 16-byte aligned, n_in % 16 == 0 and n_in <= 2^20 (rows
+ * as em-pack writes them; also what keeps MODE 2's chunk -> group multiply-high exact). */
+static int em_i8_fused_vec_ok(const void *w, const float *scale, const float *x, uint32_t n_in, em_dtype dt) {
+    return dt == EM_DTYPE_I8 && w && scale && x && n_in % EM_I8_PER_VEC == 0 && n_in <= (1u << 20) &&
+           em_i8_aligned16(w) && em_i8_aligned16(x);
+}
+
+extern "C" int em_cuda_norm_linear_i8_supported(const em_norm_linear_args *a) {
+    if (!a || !a->y || !a->norm_w || !em_i8_aligned16(a->norm_w) || a->n_out == 0) return 0;
+    if (!em_i8_fused_vec_ok(a->w, a->w_scale, a->x, a->n_in, a->w_dtype)) return 0;
+    if (a->conv_dim) {
+        if (!a->conv_state || !a->conv_w || a->K < 2 || a->K > EM_I8_CONV_MAXK) return 0;
+        if ((uint64_t)a->conv_off + a->conv_dim > a->n_out) return 0;
+    }
+    return 1;
+}
+
+static em_status em_i8_norm_linear_run(const em_norm_linear_args *a, void *stream, int vi) {
+    em_i8_fuse f = {};
+    f.nw = a->norm_w;
+    f.eps = a->eps;
+    f.conv_state = a->conv_state;
+    f.conv_w = a->conv_w;
+    f.conv_b = a->conv_b;
+    f.conv_off = a->conv_off;
+    f.conv_dim = a->conv_dim;
+    f.K = a->K;
+    f.inv_group = 1.0f / (float)a->n_in;
+    f.trigger_late = em_i8_trigger_late();
+    return em_i8_fused_launch(vi, 1, a->w, a->w_scale, a->x, a->y, a->n_in, a->n_out, a->flags, f,
+                              (cudaStream_t)stream, "em_cuda_norm_linear_i8");
+}
+
+static em_status em_i8_norm_linear_refused(void) {
+    return em_fail(EM_ERR_INVALID_ARG, "em_cuda_norm_linear_i8: unsupported arguments (I8 weights with w_scale, "
+                   "16-byte aligned w / x / norm_w, n_in %% 16 == 0 and <= 2^20, conv rows inside n_out and "
+                   "2 <= K <= %d are needed)", EM_I8_CONV_MAXK);
+}
+
+extern "C" em_status em_cuda_norm_linear_i8(const em_norm_linear_args *a, void *stream) {
+    if (!em_cuda_norm_linear_i8_supported(a)) return em_i8_norm_linear_refused();
+    static std::atomic<int> env{-2};
+    const int ev = em_i8_env_variant("EM_I8_NORM_VARIANT", &env);
+    return em_i8_norm_linear_run(a, stream, ev >= 0 ? ev : em_i8_pick(1, a->n_out, a->n_in));
+}
+
+extern "C" int em_cuda_gated_linear_i8_supported(const em_gated_linear_args *a) {
+    if (!a || !a->x || !a->sumsq || !a->norm_w || !em_i8_aligned16(a->norm_w) || a->n_out == 0) return 0;
+    if (!em_i8_fused_vec_ok(a->w, a->w_scale, a->y, a->n_in, a->w_dtype)) return 0;
+    if (a->group == 0 || a->P == 0 || a->group % EM_I8_PER_VEC != 0 || a->group % a->P != 0 || a->n_in % a->group != 0)
+        return 0;
+    return a->n_in / a->group <= EM_I8_MAX_GROUPS && a->n_in / a->P <= EM_I8_MAX_HEADS;
+}
+
+static em_status em_i8_gated_linear_run(const em_gated_linear_args *a, void *stream, int vi) {
+    em_i8_fuse f = {};
+    f.nw = a->norm_w;
+    f.eps = a->eps;
+    f.sumsq = a->sumsq;
+    const uint32_t vpg = a->group / EM_I8_PER_VEC; /* 16-weight chunks a group */
+    f.vpg_magic = vpg > 1 ? (uint32_t)((((uint64_t)1 << 32) + vpg - 1) / vpg) : 0u;
+    f.hpg = a->group / a->P;
+    f.n_groups = a->n_in / a->group;
+    f.inv_group = 1.0f / (float)a->group;
+    f.trigger_late = em_i8_trigger_late();
+    return em_i8_fused_launch(vi, 2, a->w, a->w_scale, a->y, a->x, a->n_in, a->n_out, a->flags, f,
+                              (cudaStream_t)stream, "em_cuda_gated_linear_i8");
+}
+
+static em_status em_i8_gated_linear_refused(void) {
+    return em_fail(EM_ERR_INVALID_ARG, "em_cuda_gated_linear_i8: unsupported arguments (I8 weights with w_scale, "
+                   "16-byte aligned w / y / norm_w, n_in %% 16 == 0 and <= 2^20, group %% 16 == 0, group %% P == 0, "
+                   "at most %d groups and %d heads)", EM_I8_MAX_GROUPS, EM_I8_MAX_HEADS);
+}
+
+/* Default geometry: em_cuda_linear_i8's NT 1 pick (out_proj of the 8B shape: the one-wave rpw2 u4 ks1). Whether
+ * the several-waves geometry wins here as it did for bf16's gated_linear is for test_fused_cuda --sweep to say. */
+extern "C" em_status em_cuda_gated_linear_i8(const em_gated_linear_args *a, void *stream) {
+    if (!em_cuda_gated_linear_i8_supported(a)) return em_i8_gated_linear_refused();
+    static std::atomic<int> env{-2};
+    const int ev = em_i8_env_variant("EM_I8_GATED_VARIANT", &env);
+    return em_i8_gated_linear_run(a, stream, ev >= 0 ? ev : em_i8_pick(1, a->n_out, a->n_in));
 }
 
 // ---- test and tuning hooks ------------------------------------------------------------------------------
@@ -516,4 +850,27 @@ extern "C" em_status em_cuda_linear_i8_variant(const em_linear_args *a, void *st
         return em_fail(EM_ERR_UNSUPPORTED, "em_cuda_linear_i8_variant: variant %d cannot take n_tok %u here", i,
                        a->n_tok);
     return em_i8_launch(i, a, a->x, a->y, xs, ys, (cudaStream_t)stream);
+}
+
+extern "C" int em_cuda_fused_i8_default_variant(int gated, uint32_t n_out, uint32_t n_in) {
+    static std::atomic<int> env_n{-2}, env_g{-2};
+    const int ev = gated ? em_i8_env_variant("EM_I8_GATED_VARIANT", &env_g)
+                         : em_i8_env_variant("EM_I8_NORM_VARIANT", &env_n);
+    return ev >= 0 ? ev : em_i8_pick(1, n_out, n_in);
+}
+
+static int em_i8_fused_variant_ok(int i) { return i >= 0 && i < EM_I8_N_VARIANTS && em_i8_variants[i].k1; }
+
+extern "C" em_status em_cuda_norm_linear_i8_variant(const em_norm_linear_args *a, void *stream, int i) {
+    if (!em_cuda_norm_linear_i8_supported(a)) return em_i8_norm_linear_refused();
+    if (!em_i8_fused_variant_ok(i))
+        return em_fail(EM_ERR_UNSUPPORTED, "em_cuda_norm_linear_i8_variant: variant %d has no fused form", i);
+    return em_i8_norm_linear_run(a, stream, i);
+}
+
+extern "C" em_status em_cuda_gated_linear_i8_variant(const em_gated_linear_args *a, void *stream, int i) {
+    if (!em_cuda_gated_linear_i8_supported(a)) return em_i8_gated_linear_refused();
+    if (!em_i8_fused_variant_ok(i))
+        return em_fail(EM_ERR_UNSUPPORTED, "em_cuda_gated_linear_i8_variant: variant %d has no fused form", i);
+    return em_i8_gated_linear_run(a, stream, i);
 }

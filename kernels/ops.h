@@ -157,8 +157,9 @@ typedef struct em_norm_linear_args {
     const float *x;       /* [n_in] the residual stream (read only) */
     const float *norm_w;  /* [n_in] RMSNorm weight */
     float eps;
-    const void *w;        /* [n_out, n_in] BF16 (CUDA: 16-byte aligned, n_in % 8 == 0) */
+    const void *w;        /* [n_out, n_in] BF16 (CUDA: 16-byte aligned, n_in % 8 == 0) or I8 (n_in % 16 == 0) */
     em_dtype w_dtype;
+    const float *w_scale; /* [n_out] per-row scales when w_dtype is I8 (as em_linear_args.w_scale); else NULL */
     float *y;             /* [n_out] = W (rmsnorm(x) * norm_w), then rows [conv_off, conv_off + conv_dim) replaced
                              by silu(conv_b + conv over (conv_state, that row's value)), the state rolled */
     uint32_t n_in, n_out;
@@ -176,8 +177,9 @@ typedef struct em_gated_linear_args {
     uint32_t group, P;    /* RMS over each `group` channels (whole heads: group % P == 0; CUDA: group % 8 == 0,
                              n_in / group <= 64) */
     float eps;
-    const void *w;        /* [n_out, n_in] BF16 */
+    const void *w;        /* [n_out, n_in] BF16, or I8 (CUDA: n_in % 16 == 0, group % 16 == 0) */
     em_dtype w_dtype;
+    const float *w_scale; /* [n_out] per-row scales when w_dtype is I8 (as em_linear_args.w_scale); else NULL */
     float *x;             /* [n_out] the residual stream: x += W (y * rstd(group) * norm_w) */
     uint32_t n_in, n_out;
     uint32_t flags;       /* EM_LINEAR_W_CONST */

@@ -81,6 +81,19 @@ em_status em_cuda_session_profile(struct em_session *s, int steps, double ms[EM_
     return em_fail(EM_ERR_NO_DEVICE, "no CUDA backend");
 }
 const char *em_cuda_session_step_name(const struct em_session *s) { (void)s; return "cpu"; }
+em_status em_cuda_session_state_get(struct em_session *s, int part, uint32_t layer, uint64_t off, void *dst, uint64_t n) {
+    (void)s; (void)part; (void)layer; (void)off; (void)dst; (void)n;
+    return em_fail(EM_ERR_NO_DEVICE, "no CUDA backend");
+}
+em_status em_cuda_session_state_put(struct em_session *s, int part, uint32_t layer, uint64_t off, const void *src,
+                                    uint64_t n) {
+    (void)s; (void)part; (void)layer; (void)off; (void)src; (void)n;
+    return em_fail(EM_ERR_NO_DEVICE, "no CUDA backend");
+}
+em_status em_cuda_session_restored(struct em_session *s, int have_logits) {
+    (void)s; (void)have_logits;
+    return em_fail(EM_ERR_NO_DEVICE, "no CUDA backend");
+}
 
 #else /* EM_HAVE_CUDA */
 
@@ -313,7 +326,7 @@ static void fused_layer_args(const em_session *s, const em_layer *L, uint32_t pd
     const uint32_t GN = d.G * d.N;
     float *xbc = cs->proj + d.d_inner; /* [x | B | C] after the conv, in place in proj */
     f->in = (em_norm_linear_args){ .x = cs->x, .norm_w = w->norm.p, .eps = c->norm_eps, .w = w->in_proj.p,
-                                   .w_dtype = w->in_proj.dt, .y = cs->proj, .n_in = d.d, .n_out = d.d_in_proj,
+                                   .w_dtype = w->in_proj.dt, .w_scale = w->in_proj.scale, .y = cs->proj, .n_in = d.d, .n_out = d.d_in_proj,
                                    .conv_off = d.d_inner, .conv_dim = d.conv_dim, .K = d.K,
                                    .conv_state = cs->conv_state + (size_t)L->slot * d.conv_dim * (d.K - 1),
                                    .conv_w = w->conv_w.p, .conv_b = w->conv_b.p,
@@ -326,7 +339,8 @@ static void fused_layer_args(const em_session *s, const em_layer *L, uint32_t pd
                             .flags = pdl ? EM_SSM_STATE_OWN : 0 };
     f->out = (em_gated_linear_args){ .y = cs->y, .sumsq = cs->sumsq, .norm_w = w->gnorm.p,
                                      .group = c->gated_norm_group, .P = d.P, .eps = c->norm_eps, .w = w->out_proj.p,
-                                     .w_dtype = w->out_proj.dt, .x = cs->x, .n_in = d.d_inner, .n_out = d.d,
+                                     .w_dtype = w->out_proj.dt, .w_scale = w->out_proj.scale, .x = cs->x,
+                                     .n_in = d.d_inner, .n_out = d.d,
                                      .flags = pdl ? EM_LINEAR_W_CONST : 0 };
 }
 
@@ -335,7 +349,8 @@ static em_norm_linear_args head_args(const em_session *s, uint32_t pdl) {
     const em_cuda_model *cm = s->model->cuda;
     const em_cuda_session *cs = s->cuda;
     return (em_norm_linear_args){ .x = cs->x, .norm_w = cm->g.norm_f.p, .eps = s->model->cfg.norm_eps,
-                                  .w = cm->g.head.p, .w_dtype = cm->g.head.dt, .y = cs->logits, .n_in = s->dim.d,
+                                  .w = cm->g.head.p, .w_dtype = cm->g.head.dt, .w_scale = cm->g.head.scale,
+                                  .y = cs->logits, .n_in = s->dim.d,
                                   .n_out = s->dim.vocab, .flags = pdl ? EM_LINEAR_W_CONST : 0 };
 }
 
@@ -770,6 +785,71 @@ const char *em_cuda_session_step_name(const struct em_session *s) {
     const em_cuda_session *cs = s ? s->cuda : NULL;
     if (!cs) return "cpu";
     return cs->fused == 2 ? "fused+pdl" : cs->fused == 1 ? "fused" : "unfused";
+}
+
+/* ---- snapshots ---------------------------------------------------------------------------------------------- */
+
+#define EM_SNAP_STAGE 8192u /* bf16 <-> f32 staging, elements (on the stack: 16 KB + 32 KB) */
+
+/* Device address of `part` at byte offset off (f32 parts) or bf16 element offset (K, V). */
+static void *state_addr(em_session *s, int part, uint32_t layer, uint64_t off) {
+    em_cuda_session *cs = s->cuda;
+    const em_blob_config *c = &s->model->cfg;
+    const size_t layer_kv = (size_t)s->max_context * c->attn_n_kv_head * c->attn_head_dim;
+    switch (part) {
+    case EM_CUDA_PART_CONV: return (uint8_t *)cs->conv_state + off;
+    case EM_CUDA_PART_SSM: return (uint8_t *)cs->ssm_state + off;
+    case EM_CUDA_PART_K: return cs->kv + (size_t)layer * 2 * layer_kv + off;
+    case EM_CUDA_PART_V: return cs->kv + (size_t)layer * 2 * layer_kv + layer_kv + off;
+    default: return (uint8_t *)cs->logits + off;
+    }
+}
+
+em_status em_cuda_session_state_get(em_session *s, int part, uint32_t layer, uint64_t off, void *dst, uint64_t n) {
+    if (part != EM_CUDA_PART_K && part != EM_CUDA_PART_V) {
+        EM_CUDA_CHECK(cudaMemcpy(dst, state_addr(s, part, layer, off), n, cudaMemcpyDeviceToHost));
+        return EM_OK;
+    }
+    uint16_t stage[EM_SNAP_STAGE];
+    float *out = dst;
+    for (uint64_t i = 0, e = off / sizeof(float); i < n / sizeof(float);) { /* f32 bytes -> bf16 elements */
+        const uint64_t k = n / sizeof(float) - i < EM_SNAP_STAGE ? n / sizeof(float) - i : EM_SNAP_STAGE;
+        EM_CUDA_CHECK(cudaMemcpy(stage, state_addr(s, part, layer, e + i), k * 2, cudaMemcpyDeviceToHost));
+        for (uint64_t j = 0; j < k; j++) out[i + j] = em_bf16_to_f32(stage[j]); /* exact */
+        i += k;
+    }
+    return EM_OK;
+}
+
+em_status em_cuda_session_state_put(em_session *s, int part, uint32_t layer, uint64_t off, const void *src,
+                                    uint64_t n) {
+    if (part != EM_CUDA_PART_K && part != EM_CUDA_PART_V) {
+        EM_CUDA_CHECK(cudaMemcpy(state_addr(s, part, layer, off), src, n, cudaMemcpyHostToDevice));
+        return EM_OK;
+    }
+    uint16_t stage[EM_SNAP_STAGE];
+    const float *in = src;
+    for (uint64_t i = 0, e = off / sizeof(float); i < n / sizeof(float);) {
+        const uint64_t k = n / sizeof(float) - i < EM_SNAP_STAGE ? n / sizeof(float) - i : EM_SNAP_STAGE;
+        /* a CUDA snapshot holds bf16 values widened: rounding them back is exact; a CPU one's f32 rows are
+         * rounded as the device rounds every new row */
+        for (uint64_t j = 0; j < k; j++) stage[j] = em_f32_to_bf16(in[i + j]);
+        EM_CUDA_CHECK(cudaMemcpy(state_addr(s, part, layer, e + i), stage, k * 2, cudaMemcpyHostToDevice));
+        i += k;
+    }
+    return EM_OK;
+}
+
+em_status em_cuda_session_restored(em_session *s, int have_logits) {
+    em_cuda_session *cs = s->cuda;
+    cs->pinned[2] = (int32_t)s->n_past;
+    EM_CUDA_CHECK(cudaMemcpyAsync(cs->pos, &cs->pinned[2], sizeof(uint32_t), cudaMemcpyHostToDevice, cs->stream));
+    cs->next_on_host = 0;
+    if (have_logits) {
+        EM_TRY(em_cuda_argmax(cs->logits, s->dim.vocab, cs->next, cs->stream));
+        EM_CUDA_CHECK(cudaMemcpyAsync(cs->tok, cs->next, sizeof(int32_t), cudaMemcpyDeviceToDevice, cs->stream));
+    }
+    return em_cuda_sync(cs->stream);
 }
 
 em_status em_cuda_session_logits(em_session *s, float *dst) {

@@ -45,6 +45,17 @@ em_status em_cuda_session_profile(struct em_session *s, int steps, double ms[EM_
  *  norm and the residual add, head gemv the final norm. */
 const char *em_cuda_session_step_name(const struct em_session *s);
 
+/* Snapshots of CUDA sessions (runtime/snapshot.c): synchronous copies between the session's device state and host
+ * memory, in the snapshot's layouts. part: EM_CUDA_PART_CONV / _SSM (byte offset `off` into the [n_m2, ...] f32
+ * arrays), _K / _V (attention slot `layer`: f32 bytes from row 0 of its cache, widened from / rounded to the
+ * device's bf16), _LOGITS (the last logits row). No allocation. @return EM_OK or EM_ERR_DEVICE. */
+enum { EM_CUDA_PART_CONV = 0, EM_CUDA_PART_SSM = 1, EM_CUDA_PART_K = 2, EM_CUDA_PART_V = 3, EM_CUDA_PART_LOGITS = 4 };
+em_status em_cuda_session_state_get(struct em_session *s, int part, uint32_t layer, uint64_t off, void *dst, uint64_t n);
+em_status em_cuda_session_state_put(struct em_session *s, int part, uint32_t layer, uint64_t off, const void *src,
+                                    uint64_t n);
+/** After a restore: the attention position word to s->n_past, and the greedy id of the restored logits. */
+em_status em_cuda_session_restored(struct em_session *s, int have_logits);
+
 /** Copies the last logits row ([vocab] floats) from the device to dst (host), for the sampler's CPU twin. */
 em_status em_cuda_session_logits(struct em_session *s, float *dst);
 

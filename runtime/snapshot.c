@@ -19,6 +19,12 @@
  * max_context that holds it. Restore checks everything (magic, version, checksums, bounds, content id,
  * dims) before it writes a byte: a rejected snapshot leaves the session as it was. Neither direction
  * allocates (the file is written with write(2) and read through mmap).
+ *
+ * CUDA sessions: the same format. The states are staged through the stack in 64 KB chunks (cuda_exec.c copies
+ * them synchronously); the device keeps K and V in bf16, written here widened to f32 (exact), and a restore rounds
+ * f32 rows to bf16 as the device rounds every new row (exact for a CUDA snapshot; a CPU snapshot's rows are
+ * rounded), so snapshots move between the backends. A device copy that fails half-way through a restore resets
+ * the session (EM_ERR_DEVICE): it never keeps half a state.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,6 +37,7 @@
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 
+#include "cuda_exec.h"
 #include "session.h"
 #include "util.h"
 
@@ -135,36 +142,63 @@ static void pad_to(sink *k, uint64_t at) {
     while (k->st == EM_OK && k->at < at) put(k, zero, at - k->at < 64 ? at - k->at : 64);
 }
 
-/* Visits the bytes of section id as a list of contiguous ranges (KV rows are strided in the session). */
+/* A receiver of the bytes of a section, one contiguous range at a time. */
 typedef void (*range_fn)(void *ctx, const void *p, uint64_t n);
-static void section_ranges(const em_session *s, uint32_t id, const uint8_t *sampler, range_fn fn, void *ctx) {
+/* CUDA sessions: bytes [off, off + n) of a device part as host ranges, staged through the stack. */
+#define SNAP_CUDA_CHUNK 65536u
+static em_status cuda_ranges(em_session *s, int part, uint32_t layer, uint64_t off, uint64_t n, range_fn fn,
+                             void *ctx) {
+    uint8_t buf[SNAP_CUDA_CHUNK];
+    for (uint64_t at = 0; at < n;) {
+        const uint64_t k = n - at < SNAP_CUDA_CHUNK ? n - at : SNAP_CUDA_CHUNK;
+        EM_TRY(em_cuda_session_state_get(s, part, layer, off + at, buf, k));
+        fn(ctx, buf, k);
+        at += k;
+    }
+    return EM_OK;
+}
+
+/* Visits the bytes of section id as a list of contiguous ranges (KV rows are strided in the session). */
+static em_status section_ranges(em_session *s, uint32_t id, const uint8_t *sampler, range_fn fn, void *ctx) {
     const uint32_t *dm;
     uint32_t dims[SNAP_N_DIMS];
     session_dims(s, dims);
     dm = dims;
+    const int cuda = s->cuda != NULL;
     switch (id) {
-    case SNAP_CONV: fn(ctx, s->conv_state, section_bytes(SNAP_CONV, dm, 0, 0)); break;
-    case SNAP_SSM: fn(ctx, s->ssm_state, section_bytes(SNAP_SSM, dm, 0, 0)); break;
+    case SNAP_CONV:
+        if (cuda) return cuda_ranges(s, EM_CUDA_PART_CONV, 0, 0, section_bytes(SNAP_CONV, dm, 0, 0), fn, ctx);
+        fn(ctx, s->conv_state, section_bytes(SNAP_CONV, dm, 0, 0));
+        break;
+    case SNAP_SSM:
+        if (cuda) return cuda_ranges(s, EM_CUDA_PART_SSM, 0, 0, section_bytes(SNAP_SSM, dm, 0, 0), fn, ctx);
+        fn(ctx, s->ssm_state, section_bytes(SNAP_SSM, dm, 0, 0));
+        break;
     case SNAP_KV: {
         const uint64_t row = sizeof(float) * dm[8], layer = row * s->max_context;
         for (int kv = 0; kv < 2; kv++)
-            for (uint32_t l = 0; l < dm[7]; l++)
-                fn(ctx, (const uint8_t *)(kv ? s->v_cache : s->k_cache) + l * layer, row * s->n_past);
+            for (uint32_t l = 0; l < dm[7]; l++) {
+                if (cuda)
+                    EM_TRY(cuda_ranges(s, kv ? EM_CUDA_PART_V : EM_CUDA_PART_K, l, 0, row * s->n_past, fn, ctx));
+                else
+                    fn(ctx, (const uint8_t *)(kv ? s->v_cache : s->k_cache) + l * layer, row * s->n_past);
+            }
         break;
     }
-    case SNAP_LOGITS: fn(ctx, s->logits, sizeof(float) * dm[6]); break;
+    case SNAP_LOGITS:
+        if (cuda) return cuda_ranges(s, EM_CUDA_PART_LOGITS, 0, 0, sizeof(float) * dm[6], fn, ctx);
+        fn(ctx, s->logits, sizeof(float) * dm[6]);
+        break;
     case SNAP_SAMPLER: fn(ctx, sampler, SNAP_SAMPLER_BYTES); break;
     default: break;
     }
+    return EM_OK;
 }
 
 static void hash_range(void *ctx, const void *p, uint64_t n) { XXH3_64bits_update((XXH3_state_t *)ctx, p, n); }
 static void put_range(void *ctx, const void *p, uint64_t n) { put((sink *)ctx, p, n); }
 
 static em_status check_session(const em_session *s, const char *fn) {
-    if (s->cuda)
-        return em_fail(EM_ERR_UNSUPPORTED, "%s: snapshots of CUDA sessions come with the CUDA state work (the state is "
-                                           "on the device)", fn);
     uint32_t dims[SNAP_N_DIMS];
     session_dims(s, dims);
     if (dims[7] && s->n_past > s->max_context)
@@ -196,7 +230,7 @@ static em_status write_snapshot(em_session *s, sink *k) {
         uint8_t *e = head + SNAP_HEADER + SNAP_ENTRY * i;
         XXH3_state_t hs;
         XXH3_64bits_reset(&hs);
-        section_ranges(s, L.id[i], sampler, hash_range, &hs);
+        EM_TRY(section_ranges(s, L.id[i], sampler, hash_range, &hs));
         em_st32(e, L.id[i]);
         em_st64(e + 8, L.off[i]);
         em_st64(e + 16, L.size[i]);
@@ -207,7 +241,7 @@ static em_status write_snapshot(em_session *s, sink *k) {
     put(k, head, table_end + 8);
     for (uint32_t i = 0; i < L.n; i++) {
         pad_to(k, L.off[i]);
-        section_ranges(s, L.id[i], sampler, put_range, k);
+        EM_TRY(section_ranges(s, L.id[i], sampler, put_range, k));
     }
     pad_to(k, L.total);
     return k->st;
@@ -326,6 +360,57 @@ static em_status validate(const em_session *s, const uint8_t *b, size_t size, ui
     return EM_OK;
 }
 
+/* The sampler section back into the session (sampler_bytes' layout). */
+static void restore_sampler(em_session *s, const uint8_t *p) {
+    for (int k = 0; k < 4; k++) s->rng[k] = em_ld64(p + 8 * k);
+    s->n_recent = em_ld32(p + 32);
+    s->recent_head = em_ld32(p + 36);
+    memcpy(s->utf8_pend, p + 40, 4);
+    s->n_utf8_pend = (uint8_t)em_ld32(p + 44);
+    for (uint32_t k = 0; k < EM_SAMPLER_MAX_RECENT && s->recent; k++) s->recent[k] = (int32_t)em_ld32(p + 48 + 4 * k);
+}
+
+/* The device half of em_session_restore (validated snapshot): states, KV rows and logits to the device, the
+ * sampler as on the CPU. A failed device copy resets the session and returns the failure. */
+static em_status restore_cuda(em_session *s, const uint8_t *b, uint64_t n_past, int logits, const snap_layout *L) {
+    em_status st = EM_OK;
+    for (uint32_t i = 0; i < L->n && st == EM_OK; i++) {
+        const uint8_t *p = b + L->off[i];
+        switch (L->id[i]) {
+        case SNAP_CONV: st = em_cuda_session_state_put(s, EM_CUDA_PART_CONV, 0, 0, p, L->size[i]); break;
+        case SNAP_SSM: st = em_cuda_session_state_put(s, EM_CUDA_PART_SSM, 0, 0, p, L->size[i]); break;
+        case SNAP_KV: {
+            const uint64_t used = sizeof(float) * L->dims[8] * n_past;
+            for (int kv = 0; kv < 2 && st == EM_OK; kv++)
+                for (uint32_t l = 0; l < L->dims[7] && st == EM_OK; l++, p += used)
+                    st = em_cuda_session_state_put(s, kv ? EM_CUDA_PART_V : EM_CUDA_PART_K, l, 0, p, used);
+            break;
+        }
+        case SNAP_LOGITS:
+            memcpy(s->logits, p, L->size[i]);
+            st = em_cuda_session_state_put(s, EM_CUDA_PART_LOGITS, 0, 0, p, L->size[i]);
+            break;
+        case SNAP_SAMPLER:
+            restore_sampler(s, p);
+            break;
+        default: break;
+        }
+    }
+    if (st == EM_OK) {
+        s->n_past = n_past;
+        s->have_logits = logits;
+        st = em_cuda_session_restored(s, logits);
+    }
+    if (st != EM_OK) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", em_last_error());
+        em_session_reset(s);
+        return em_fail(st, "em_session_restore: %s (the session was reset)", why);
+    }
+    em_clear_error();
+    return EM_OK;
+}
+
 EM_API em_status em_session_restore(em_session *s, const void *buf, size_t size) {
     if (!s || !buf) return em_fail(EM_ERR_INVALID_ARG, "em_session_restore: session and buf must not be NULL");
     EM_TRY(check_session(s, "em_session_restore"));
@@ -335,7 +420,8 @@ EM_API em_status em_session_restore(em_session *s, const void *buf, size_t size)
     snap_layout L;
     memset(&L, 0, sizeof L);
     EM_TRY(validate(s, b, size, &n_past, &logits, &L));
-    /* nothing was written so far; from here on nothing can fail */
+    /* nothing was written so far; from here on nothing can fail (but a device copy: see restore_cuda) */
+    if (s->cuda) return restore_cuda(s, b, n_past, logits, &L);
     for (uint32_t i = 0; i < L.n; i++) {
         const uint8_t *p = b + L.off[i];
         switch (L.id[i]) {
@@ -350,13 +436,7 @@ EM_API em_status em_session_restore(em_session *s, const void *buf, size_t size)
         }
         case SNAP_LOGITS: memcpy(s->logits, p, L.size[i]); break;
         case SNAP_SAMPLER:
-            for (int k = 0; k < 4; k++) s->rng[k] = em_ld64(p + 8 * k);
-            s->n_recent = em_ld32(p + 32);
-            s->recent_head = em_ld32(p + 36);
-            memcpy(s->utf8_pend, p + 40, 4);
-            s->n_utf8_pend = (uint8_t)em_ld32(p + 44);
-            for (uint32_t k = 0; k < EM_SAMPLER_MAX_RECENT && s->recent; k++)
-                s->recent[k] = (int32_t)em_ld32(p + 48 + 4 * k);
+            restore_sampler(s, p);
             break;
         default: break;
         }

@@ -14,6 +14,10 @@ if(TARGET em-pack)
   endif()
   add_executable(test_model_golden test_model_golden.c)
   target_link_libraries(test_model_golden PRIVATE em_internal em_testutil em_packlib m)
+  if(EM_HAVE_CUDA)
+    add_executable(test_snapshot_cuda test_snapshot_cuda.c)
+    target_link_libraries(test_snapshot_cuda PRIVATE em_internal em_testutil)
+  endif()
   foreach(arch hybrid mamba2)
     # the per-model tokenizer copies (what em-pack finds beside config.json) must be models/tokenizer.model
     add_test(NAME model_${arch}_tokenizer_copy
@@ -32,6 +36,10 @@ if(TARGET em-pack)
                COMMAND test_model_golden ${b} ${models_src}/${arch}/golden.safetensors ${models_src}/heldout.txt
                        ${models_src}/prompts.txt 0.005 2e-2 0 cuda)
       set_tests_properties(model_golden_${arch}_cuda PROPERTIES LABELS "golden;gpu" TIMEOUT 300 SKIP_RETURN_CODE 77
+                           FIXTURES_REQUIRED model_${arch})
+      # snapshots of CUDA sessions (exact, and across backends) and seeded sampling on the device (issue 11)
+      add_test(NAME test_snapshot_cuda_${arch} COMMAND test_snapshot_cuda ${b})
+      set_tests_properties(test_snapshot_cuda_${arch} PROPERTIES LABELS gpu TIMEOUT 300 SKIP_RETURN_CODE 77
                            FIXTURES_REQUIRED model_${arch})
     endif()
   endforeach()

@@ -2,9 +2,12 @@
  * test_ref_fused.c — proves that the fused decode step (kernels/ops.h: norm_linear -> ssm with z and sumsq ->
  * gated_linear, the twins kernels/ref/fused_ref.c and em_ref_ssm's z / sumsq) computes what the six-op step of
  * the executor computes (rmsnorm with the residual add -> linear -> conv1d -> ssm -> gated_norm -> linear), on the
- * float32 twins: random layers (BF16 weights), 3 layers x 4 tokens, each token run through every layer both ways;
- * the residual stream, the conv and SSM states and the head's logits must agree to fp32 rounding (1e-5 relative:
- * the two forms differ only in where the norm scale multiplies and in the order of a few sums).
+ * float32 twins: random layers, 3 layers x 4 tokens, each token run through every layer both ways; the residual
+ * stream, the conv and SSM states and the head's logits must agree to fp32 rounding (1e-5 relative: the two forms
+ * differ only in where the norm scale multiplies and in the order of a few sums).
+ * Weights: BF16, and INT8 per output channel (issue 10: in_proj, out_proj and the head as int8 with w_scale, both
+ * forms given the same int8 values and scales; this proves the fused twins pass w_scale through to em_ref_linear,
+ * so that tests/test_fused_cuda.c's INT8 cases compare the INT8 fused kernels with the six-op step's arithmetic).
  * Shapes: the tiny fixture's (d 64, H 8, P 16, N 16, G 2) and the bundled model's (d 192, H 6, P 64, N 64, G 2).
  */
 #include <math.h>
@@ -27,11 +30,12 @@ static void *em_xmalloc_t(size_t bytes) {
     return p;
 }
 
-typedef struct shape { uint32_t d, H, P, N, G, K, vocab; const char *what; } shape;
+typedef struct shape { uint32_t d, H, P, N, G, K, vocab; em_dtype wdt; const char *what; } shape;
 
 typedef struct layer {
     float *norm_w, *conv_w, *conv_b, *A, *D, *dt_bias, *gnorm_w;
-    uint16_t *in_proj, *out_proj;
+    void *in_proj, *out_proj;
+    float *in_s, *out_s; /* per-row scales (INT8), else NULL */
 } layer;
 
 static uint16_t *rand_bf16(em_rng *r, size_t n, float scale) {
@@ -44,6 +48,18 @@ static float *rand_f32(em_rng *r, size_t n, float scale, float offset) {
     for (size_t i = 0; i < n; i++) x[i] = offset + em_rng_uniform(r, scale);
     return x;
 }
+/* A [rows, cols] weight of dtype dt with values of magnitude up to `scale`: BF16 (*w_scale = NULL), or INT8 q
+ * uniform over [-127, 127] with per-row scales (scale / 127) * [0.5, 1.5] in *w_scale. */
+static void *rand_w(em_rng *r, em_dtype dt, uint32_t rows, uint32_t cols, float scale, float **w_scale) {
+    if (dt != EM_DTYPE_I8) {
+        *w_scale = NULL;
+        return rand_bf16(r, (size_t)rows * cols, scale);
+    }
+    int8_t *q = em_xmalloc_t((size_t)rows * cols);
+    for (size_t i = 0; i < (size_t)rows * cols; i++) q[i] = (int8_t)((int)(em_rng_u32(r) % 255) - 127);
+    *w_scale = rand_f32(r, rows, 0.5f * scale / 127.0f, scale / 127.0f);
+    return q;
+}
 
 static void run_shape(const shape *S, uint64_t seed) {
     em_rng r;
@@ -53,17 +69,18 @@ static void run_shape(const shape *S, uint64_t seed) {
     layer L[N_LAYER];
     for (int l = 0; l < N_LAYER; l++) {
         L[l].norm_w = rand_f32(&r, d, 0.2f, 1.0f);
-        L[l].in_proj = rand_bf16(&r, (size_t)dip * d, 1.0f / sqrtf((float)d));
+        L[l].in_proj = rand_w(&r, S->wdt, dip, d, 1.0f / sqrtf((float)d), &L[l].in_s);
         L[l].conv_w = rand_f32(&r, (size_t)conv_dim * K, 0.5f, 0.0f);
         L[l].conv_b = rand_f32(&r, conv_dim, 0.1f, 0.0f);
         L[l].A = rand_f32(&r, H, 0.5f, -1.0f); /* in [-1.5, -0.5] */
         L[l].D = rand_f32(&r, H, 0.5f, 1.0f);
         L[l].dt_bias = rand_f32(&r, H, 1.0f, -2.0f);
         L[l].gnorm_w = rand_f32(&r, di, 0.2f, 1.0f);
-        L[l].out_proj = rand_bf16(&r, (size_t)d * di, 1.0f / sqrtf((float)di));
+        L[l].out_proj = rand_w(&r, S->wdt, d, di, 1.0f / sqrtf((float)di), &L[l].out_s);
     }
     float *norm_f = rand_f32(&r, d, 0.2f, 1.0f);
-    uint16_t *head = rand_bf16(&r, (size_t)S->vocab * d, 1.0f / sqrtf((float)d));
+    float *head_s = NULL;
+    void *head = rand_w(&r, S->wdt, S->vocab, d, 1.0f / sqrtf((float)d), &head_s);
 
     /* two copies of the state: [u]nfused and [f]used */
     const size_t conv_n = (size_t)N_LAYER * conv_dim * (K - 1), ssm_n = (size_t)N_LAYER * H * P * N;
@@ -87,8 +104,8 @@ static void run_shape(const shape *S, uint64_t seed) {
             /* unfused: the executor's six ops (the residual add deferred into the next rmsnorm) */
             em_rmsnorm_args na = { .x = x_u, .delta = dl, .w = L[l].norm_w, .y = xn, .n_tok = 1, .d = d, .eps = 1e-5f };
             em_ref_rmsnorm(&na);
-            em_linear_args in = { .w = L[l].in_proj, .w_dtype = EM_DTYPE_BF16, .x = xn, .y = proj_u, .n_tok = 1,
-                                  .n_in = d, .n_out = dip };
+            em_linear_args in = { .w = L[l].in_proj, .w_dtype = S->wdt, .w_scale = L[l].in_s, .x = xn, .y = proj_u,
+                                  .n_tok = 1, .n_in = d, .n_out = dip };
             em_ref_linear(&in);
             em_conv1d_args ca = { .x = proj_u + di, .state = cs_u, .w = L[l].conv_w, .b = L[l].conv_b, .y = xbc,
                                   .n_tok = 1, .C = conv_dim, .K = K, .silu = EM_SILU_ON };
@@ -100,14 +117,14 @@ static void run_shape(const shape *S, uint64_t seed) {
             em_gated_norm_args ga = { .y = y_u, .z = proj_u, .w = L[l].gnorm_w, .out = y_u, .n_tok = 1, .d = di,
                                       .group = group, .eps = 1e-5f };
             em_ref_gated_norm(&ga);
-            em_linear_args out = { .w = L[l].out_proj, .w_dtype = EM_DTYPE_BF16, .x = y_u, .y = delta, .n_tok = 1,
-                                   .n_in = di, .n_out = d };
+            em_linear_args out = { .w = L[l].out_proj, .w_dtype = S->wdt, .w_scale = L[l].out_s, .x = y_u,
+                                   .y = delta, .n_tok = 1, .n_in = di, .n_out = d };
             em_ref_linear(&out);
             dl = delta;
             /* fused: three ops */
             em_norm_linear_args fi = { .x = x_f, .norm_w = L[l].norm_w, .eps = 1e-5f, .w = L[l].in_proj,
-                                       .w_dtype = EM_DTYPE_BF16, .y = proj_f, .n_in = d, .n_out = dip, .conv_off = di,
-                                       .conv_dim = conv_dim, .K = K, .conv_state = cs_f, .conv_w = L[l].conv_w,
+                                       .w_dtype = S->wdt, .w_scale = L[l].in_s, .y = proj_f, .n_in = d,
+                                       .n_out = dip, .conv_off = di, .conv_dim = conv_dim, .K = K, .conv_state = cs_f, .conv_w = L[l].conv_w,
                                        .conv_b = L[l].conv_b };
             em_ref_norm_linear(&fi);
             em_ssm_args fs = { .x = proj_f + di, .dt = proj_f + di + conv_dim, .B = proj_f + 2 * di,
@@ -116,8 +133,8 @@ static void run_shape(const shape *S, uint64_t seed) {
                                .z = proj_f, .sumsq = sumsq };
             em_ref_ssm(&fs);
             em_gated_linear_args fo = { .y = y_f, .sumsq = sumsq, .norm_w = L[l].gnorm_w, .group = group, .P = P,
-                                        .eps = 1e-5f, .w = L[l].out_proj, .w_dtype = EM_DTYPE_BF16, .x = x_f, .n_in = di,
-                                        .n_out = d };
+                                        .eps = 1e-5f, .w = L[l].out_proj, .w_dtype = S->wdt, .w_scale = L[l].out_s,
+                                        .x = x_f, .n_in = di, .n_out = d };
             em_ref_gated_linear(&fo);
             double e = em_max_rel_err(cs_f, cs_u, (size_t)conv_dim * (K - 1), NULL);
             if (e > worst) worst = e;
@@ -129,11 +146,11 @@ static void run_shape(const shape *S, uint64_t seed) {
         /* the last residual add, then the head behind the final norm, both ways */
         em_rmsnorm_args fa = { .x = x_u, .delta = dl, .w = norm_f, .y = xn, .n_tok = 1, .d = d, .eps = 1e-5f };
         em_ref_rmsnorm(&fa);
-        em_linear_args hl = { .w = head, .w_dtype = EM_DTYPE_BF16, .x = xn, .y = lg_u, .n_tok = 1, .n_in = d,
-                              .n_out = S->vocab };
+        em_linear_args hl = { .w = head, .w_dtype = S->wdt, .w_scale = head_s, .x = xn, .y = lg_u, .n_tok = 1,
+                              .n_in = d, .n_out = S->vocab };
         em_ref_linear(&hl);
-        em_norm_linear_args fh = { .x = x_f, .norm_w = norm_f, .eps = 1e-5f, .w = head, .w_dtype = EM_DTYPE_BF16,
-                                   .y = lg_f, .n_in = d, .n_out = S->vocab };
+        em_norm_linear_args fh = { .x = x_f, .norm_w = norm_f, .eps = 1e-5f, .w = head, .w_dtype = S->wdt,
+                                   .w_scale = head_s, .y = lg_f, .n_in = d, .n_out = S->vocab };
         em_ref_norm_linear(&fh);
         double e = em_max_rel_err(x_f, x_u, d, NULL);
         if (e > worst) worst = e;
@@ -146,16 +163,19 @@ static void run_shape(const shape *S, uint64_t seed) {
 
     for (int l = 0; l < N_LAYER; l++) {
         free(L[l].norm_w); free(L[l].in_proj); free(L[l].conv_w); free(L[l].conv_b); free(L[l].A); free(L[l].D);
-        free(L[l].dt_bias); free(L[l].gnorm_w); free(L[l].out_proj);
+        free(L[l].dt_bias); free(L[l].gnorm_w); free(L[l].out_proj); free(L[l].in_s); free(L[l].out_s);
     }
-    free(norm_f); free(head); free(conv_u); free(ssm_u); free(conv_f); free(ssm_f); free(x_u); free(x_f); free(xn);
+    free(norm_f); free(head); free(head_s);
+    free(conv_u); free(ssm_u); free(conv_f); free(ssm_f); free(x_u); free(x_f); free(xn);
     free(delta); free(proj_u); free(proj_f); free(xbc); free(y_u); free(y_f); free(sumsq); free(lg_u); free(lg_f);
 }
 
 int main(void) {
     static const shape shapes[] = {
-        { 64, 8, 16, 16, 2, 4, 300, "tiny fixture (d 64, P 16, N 16)" },
-        { 192, 6, 64, 64, 2, 4, 4096, "bundled model (d 192, P 64, N 64)" },
+        { 64, 8, 16, 16, 2, 4, 300, EM_DTYPE_BF16, "tiny fixture (d 64, P 16, N 16)" },
+        { 192, 6, 64, 64, 2, 4, 4096, EM_DTYPE_BF16, "bundled model (d 192, P 64, N 64)" },
+        { 64, 8, 16, 16, 2, 4, 300, EM_DTYPE_I8, "tiny fixture, INT8 weights" },
+        { 192, 6, 64, 64, 2, 4, 4096, EM_DTYPE_I8, "bundled model, INT8 weights" },
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) run_shape(&shapes[i], 1000 + i);
     return em_test_finish("test_ref_fused");

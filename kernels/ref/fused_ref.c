@@ -3,6 +3,8 @@
  * em_gated_linear_args), written as the composition of the single-op twins they replace, so that the fused CUDA
  * kernels are checked against exactly what the unfused step computes (tests/test_ref_fused.c proves the
  * composition equals the unfused chain; tests/test_fused_cuda.c compares the kernels with these twins).
+ * Weights: BF16, F32 or I8 with per-row scales (w_scale): em_ref_linear takes all three, so the INT8 fused kernels
+ * (kernels/linear_i8.cu) have the same twins.
  * Scratch: the twins allocate their temporaries (they are the test-side truth, never on a decode path).
  */
 #include <math.h>
@@ -19,8 +21,8 @@ void em_ref_norm_linear(const em_norm_linear_args *a) {
     memcpy(x, a->x, sizeof(float) * a->n_in); /* rmsnorm's x is in/out: the fused op never writes it */
     em_rmsnorm_args na = { .x = x, .delta = NULL, .w = a->norm_w, .y = xn, .n_tok = 1, .d = a->n_in, .eps = a->eps };
     em_ref_rmsnorm(&na);
-    em_linear_args la = { .w = a->w, .w_dtype = a->w_dtype, .x = xn, .y = a->y, .n_tok = 1, .n_in = a->n_in,
-                          .n_out = a->n_out };
+    em_linear_args la = { .w = a->w, .w_dtype = a->w_dtype, .w_scale = a->w_scale, .x = xn, .y = a->y, .n_tok = 1,
+                          .n_in = a->n_in, .n_out = a->n_out };
     em_ref_linear(&la);
     if (a->conv_dim) {
         EM_ASSERT(a->conv_off + a->conv_dim <= a->n_out);
@@ -44,8 +46,8 @@ void em_ref_gated_linear(const em_gated_linear_args *a) {
         const float rstd = 1.0f / sqrtf(ss / (float)a->group + a->eps);
         for (uint32_t i = g * a->group; i < (g + 1) * a->group; i++) xg[i] = a->norm_w[i] * (a->y[i] * rstd);
     }
-    em_linear_args la = { .w = a->w, .w_dtype = a->w_dtype, .x = xg, .y = d, .n_tok = 1, .n_in = a->n_in,
-                          .n_out = a->n_out };
+    em_linear_args la = { .w = a->w, .w_dtype = a->w_dtype, .w_scale = a->w_scale, .x = xg, .y = d, .n_tok = 1,
+                          .n_in = a->n_in, .n_out = a->n_out };
     em_ref_linear(&la);
     for (uint32_t i = 0; i < a->n_out; i++) a->x[i] += d[i];
     free(xg);
