@@ -363,6 +363,13 @@ static int pick_step_mode(const em_session *s) {
     const em_cuda_model *cm = s->model->cuda;
     const em_norm_linear_args h = head_args(s, 0);
     if (!em_cuda_norm_linear_supported(&h)) return 0;
+    /* INT8 weights: the fused forms exist (linear_i8.cu) but measured slower than the six-op step on the H100
+     * (8B: 4.49 vs 3.70 ms a token; their x * norm-weight chunks cost 8x the weight bytes in L1 traffic at 16 int8
+     * weights a load): the six-op step until they are fixed. EM_STEP_MODE=fused-i8 takes them anyway. */
+    for (uint32_t i = 0; i < s->model->cfg.n_layer; i++)
+        if (cm->layers[i].kind == EM_LAYER_MAMBA2 && cm->layers[i].w.m2.in_proj.dt == EM_DTYPE_I8 &&
+            !(e && strcmp(e, "fused-i8") == 0))
+            return 0;
     for (uint32_t i = 0; i < s->model->cfg.n_layer; i++) {
         if (cm->layers[i].kind != EM_LAYER_MAMBA2) continue; /* attention / MLP layers: the same kernels either way */
         em_fused_layer f;
