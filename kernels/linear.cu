@@ -81,6 +81,7 @@
 #include <atomic>
 
 #include "cuda_ops.h"
+#include "gemv_common.cuh" /* em_pdl_wait / em_pdl_trigger, em_warp_sum, em_group_scales */
 extern "C" {
 #include "util.h" /* em_fail; a C header without its own extern "C" */
 }
@@ -110,21 +111,6 @@ static __device__ __forceinline__ uint4 em_ld_stream(const uint4 *p) {
     return v;
 }
 
-/* Programmatic dependent launch (sm_90+; no-ops when the grid was launched without the attribute, or has no
- * such dependent). wait: returns once the preceding kernel has completed and its writes are visible; every
- * block executes it before it reads x or writes y. trigger: lets a dependent grid launched with the attribute
- * start as soon as every block of this one has started (it waits for our completion itself). */
-static __device__ __forceinline__ void em_pdl_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-static __device__ __forceinline__ void em_pdl_trigger() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-
 /* bf16 is the top half of an f32: element 2i is the low half of word i (little-endian), 2i+1 the high. */
 static __device__ __forceinline__ float em_bf16_lo(uint32_t u) { return __uint_as_float(u << 16); }
 static __device__ __forceinline__ float em_bf16_hi(uint32_t u) { return __uint_as_float(u & 0xffff0000u); }
@@ -140,13 +126,6 @@ static __device__ __forceinline__ float em_dot8(float acc, uint4 w, float4 a, fl
     acc = fmaf(em_bf16_lo(w.w), b.z, acc);
     acc = fmaf(em_bf16_hi(w.w), b.w, acc);
     return acc;
-}
-
-/* Sum over the warp, left in every lane. */
-static __device__ __forceinline__ float em_warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
 }
 
 static __device__ __forceinline__ float em_w_to_f32(float w) { return w; }
@@ -331,19 +310,7 @@ em_linear_bf16_vec(const uint4 *__restrict__ w,   /* [n_out, n_in / 8] (8 bf16 p
      * block, each group's heads added in order (deterministic). Read after the wait: the ssm wrote them. */
     __shared__ float sc[MODE == 2 ? EM_LIN_MAX_GROUPS : 1];
     __shared__ float heads[MODE == 2 ? EM_LIN_MAX_HEADS : 1];
-    if constexpr (MODE == 2) {
-        /* all threads load the per-head sums at once (one memory round trip), then one thread a group adds its
-         * heads in order from shared memory */
-        const uint32_t nh = f.n_groups * f.hpg;
-        for (uint32_t i = threadIdx.x; i < nh; i += NW * 32) heads[i] = f.sumsq[i];
-        __syncthreads();
-        for (uint32_t gi = threadIdx.x; gi < f.n_groups; gi += NW * 32) {
-            float ssg = 0.0f;
-            for (uint32_t h = 0; h < f.hpg; h++) ssg += heads[gi * f.hpg + h];
-            sc[gi] = rsqrtf(ssg * f.inv_group + f.eps);
-        }
-        __syncthreads();
-    }
+    if constexpr (MODE == 2) em_group_scales(sc, heads, f.sumsq, f.n_groups, f.hpg, f.inv_group, f.eps);
     float ss = 0.0f; /* MODE 1: this lane's part of sum(x^2) */
 
     while (full) {

@@ -79,6 +79,7 @@
 #include <atomic>
 
 #include "cuda_ops.h"
+#include "gemv_common.cuh" /* em_pdl_wait / em_pdl_trigger, em_warp_sum, em_group_scales */
 extern "C" {
 #include "util.h" /* em_fail; a C header without its own extern "C" */
 }
@@ -100,18 +101,6 @@ static __device__ __forceinline__ uint4 em_i8_ld_stream(const uint4 *p) {
                  : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
                  : "l"(p));
     return v;
-}
-
-/* Programmatic dependent launch (sm_90+), as in linear.cu: wait before reading x, trigger at entry. */
-static __device__ __forceinline__ void em_i8_pdl_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-static __device__ __forceinline__ void em_i8_pdl_trigger() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
 }
 
 /* Byte K of a biased word (byte = q + 128) as the float q, exactly: PRMT puts the byte in the low mantissa
@@ -138,13 +127,6 @@ static __device__ __forceinline__ float em_i8_dot16(float acc, uint4 w, float4 a
     acc = em_i8_dot4(acc, w.z, c);
     acc = em_i8_dot4(acc, w.w, d);
     return acc;
-}
-
-/* Sum over the warp, left in every lane. */
-static __device__ __forceinline__ float em_i8_warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
 }
 
 /* One batch: RPW rows x U 16-byte chunks, chunk u of row r at wr[r] + v + VS * u. */
@@ -303,7 +285,7 @@ em_linear_i8_vec(const uint4 *__restrict__ w,      /* [n_out, n_in / 16] (16 int
     /* A group past n_out (last block only) loads nothing but still meets the block barrier and the wait. */
     const uint32_t nv = row0 < n_out ? n_in / EM_I8_PER_VEC : 0;
 
-    if (MODE == 0 || !f.trigger_late) em_i8_pdl_trigger();
+    if (MODE == 0 || !f.trigger_late) em_pdl_trigger();
 
     /* Rows past n_out (last group only) re-read the last row: no per-row branch in the loop; not stored. */
     const uint4 *wr[RPW];
@@ -335,24 +317,14 @@ em_linear_i8_vec(const uint4 *__restrict__ w,      /* [n_out, n_in / 16] (16 int
     cv.on = false;
     if constexpr (MODE == 1)
         if (store_lane && srow < n_out) em_i8_conv_load(cv, srow, f);
-    em_i8_pdl_wait();
+    em_pdl_wait();
 
     /* MODE 2: the group scales rstd(g) = rsqrt(sum of the group's per-head sums of squares / group + eps), once a
      * block: all threads load the per-head sums at once (one memory round trip), then one thread a group adds
      * its heads in order from shared memory (deterministic). Read after the wait: the ssm wrote them. */
     __shared__ float sc[MODE == 2 ? EM_I8_MAX_GROUPS : 1];
     __shared__ float heads[MODE == 2 ? EM_I8_MAX_HEADS : 1];
-    if constexpr (MODE == 2) {
-        const uint32_t nh = f.n_groups * f.hpg;
-        for (uint32_t i = threadIdx.x; i < nh; i += NW * 32) heads[i] = f.sumsq[i];
-        __syncthreads();
-        for (uint32_t gi = threadIdx.x; gi < f.n_groups; gi += NW * 32) {
-            float ssg = 0.0f;
-            for (uint32_t h = 0; h < f.hpg; h++) ssg += heads[gi * f.hpg + h];
-            sc[gi] = rsqrtf(ssg * f.inv_group + f.eps);
-        }
-        __syncthreads();
-    }
+    if constexpr (MODE == 2) em_group_scales(sc, heads, f.sumsq, f.n_groups, f.hpg, f.inv_group, f.eps);
     float ss = 0.0f; /* MODE 1: this lane's part of sum(x^2) */
 
     while (full) {
@@ -376,18 +348,18 @@ em_linear_i8_vec(const uint4 *__restrict__ w,      /* [n_out, n_in / 16] (16 int
         for (int r = 0; r < RPW; r++) w1[r][0] = em_i8_ld_stream(wr[r] + v);
         em_i8_fma<NT, RPW, 1, VS, MODE>(acc, w1, x, x_stride, v, f, sc, ss);
     }
-    if (MODE != 0 && f.trigger_late) em_i8_pdl_trigger();
+    if (MODE != 0 && f.trigger_late) em_pdl_trigger();
 
     /* Lane t * RPW + r owns (t, r): the NT * RPW <= 32 stores of a warp go out in one instruction; the row scale
      * (and MODE 1's rsqrt) multiplies the finished sum, once. */
     if constexpr (KS == 1) {
         float rs = 1.0f; /* MODE 1: rsqrt(mean(x^2) + eps) from the warp's sum */
-        if constexpr (MODE == 1) rs = rsqrtf(em_i8_warp_sum(ss) * f.inv_group + f.eps);
+        if constexpr (MODE == 1) rs = rsqrtf(em_warp_sum(ss) * f.inv_group + f.eps);
 #pragma unroll
         for (int t = 0; t < NT; t++)
 #pragma unroll
             for (int r = 0; r < RPW; r++) {
-                const float s = em_i8_warp_sum(acc[t][r]);
+                const float s = em_warp_sum(acc[t][r]);
                 if (lane == t * RPW + r && row0 + r < n_out) {
                     const float k = NT == 1 ? rsc : __ldg(scale + row0 + r);
                     em_i8_store<MODE>(y, t, y_stride, row0 + r, MODE == 1 ? s * rs * k : s * k, f, cv);
@@ -396,14 +368,14 @@ em_linear_i8_vec(const uint4 *__restrict__ w,      /* [n_out, n_in / 16] (16 int
     } else {
         __shared__ float part[KS][GROUPS][NT * RPW + (MODE == 1)]; /* MODE 1: the last slot holds sum(x^2) */
         if constexpr (MODE == 1) {
-            const float sw = em_i8_warp_sum(ss);
+            const float sw = em_warp_sum(ss);
             if (lane == 0) part[ks][g][NT * RPW] = sw;
         }
 #pragma unroll
         for (int t = 0; t < NT; t++)
 #pragma unroll
             for (int r = 0; r < RPW; r++) {
-                const float s = em_i8_warp_sum(acc[t][r]);
+                const float s = em_warp_sum(acc[t][r]);
                 if (lane == t * RPW + r) part[ks][g][t * RPW + r] = s;
             }
         __syncthreads();
@@ -455,7 +427,7 @@ em_linear_i8_generic(const int8_t *__restrict__ w,   /* [n_out, n_in] */
         }
 #pragma unroll
         for (int t = 0; t < EM_I8_MAX_NT; t++) {
-            const float s = em_i8_warp_sum(acc[t]);
+            const float s = em_warp_sum(acc[t]);
             if ((uint32_t)t < nt && lane == 0) y[(size_t)(t0 + t) * y_stride + row] = s * sc;
         }
     }

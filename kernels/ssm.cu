@@ -53,6 +53,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda_ops.h"
+#include "gemv_common.cuh" /* em_pdl_wait / em_pdl_trigger */
 extern "C" {
 #include "util.h" /* em_fail */
 }
@@ -93,18 +94,6 @@ static __device__ __forceinline__ float em_ssm_dt(float raw, float bias, const e
     float dt = v > 20.0f ? v : log1pf(expf(v));
     if (k.clamp) dt = fminf(fmaxf(dt, k.dt_min), k.dt_max);
     return dt;
-}
-
-/* Programmatic dependent launch (sm_90+; no-ops when launched without the attribute), as in linear.cu. */
-static __device__ __forceinline__ void em_ssm_pdl_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-static __device__ __forceinline__ void em_ssm_pdl_trigger() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
 }
 
 /* Sum over aligned groups of W lanes (W a power of two <= 32), left in every lane of the group. */
@@ -149,7 +138,7 @@ __global__ void __launch_bounds__(EM_SSM_MAX_HEAD_WARPS * 32) em_ssm_vec(const e
     constexpr int N4 = LPR * VPL; /* float4 per state row */
     const int lane = threadIdx.x & 31, sub = lane / LPR, q = lane % LPR, warp = threadIdx.x >> 5;
     const uint32_t wid = blockIdx.x * (blockDim.x >> 5) + warp;
-    em_ssm_pdl_trigger(); /* the dependent (out_proj) only streams its weights until we complete */
+    em_pdl_trigger(); /* the dependent (out_proj) only streams its weights until we complete */
     if (wid >= k.H * k.warps_per_head) return; /* whole warps leave together: the shuffles below see 32 lanes;
                                                   never taken in the head-per-block launch */
     const uint32_t h = wid / k.warps_per_head, g = h / k.heads_per_group;
@@ -169,7 +158,7 @@ __global__ void __launch_bounds__(EM_SSM_MAX_HEAD_WARPS * 32) em_ssm_vec(const e
             s[i][v] = ok[i] ? __ldcs(S + (size_t)i * SUB * N4 + v * LPR) : make_float4(0.f, 0.f, 0.f, 0.f);
 
     const float Ah = k.A[h], Dh = k.D[h], bias = k.dt_bias[h];
-    em_ssm_pdl_wait(); /* x, dt, B, C, z come from the kernel before */
+    em_pdl_wait(); /* x, dt, B, C, z come from the kernel before */
     const float *xh = k.x + (size_t)h * k.P + p0;
     const float *zh = k.z ? k.z + (size_t)h * k.P + p0 : nullptr;
     const float *dth = k.dt + h;

@@ -1,0 +1,49 @@
+/*
+ * gemv_common.cuh — device helpers the decode-step kernels share (linear.cu, linear_i8.cu, ssm.cu): programmatic
+ * dependent launch, the warp sum, and the gated norm's group scales that the fused out_proj computes in its
+ * prologue. Header-only (static inline device functions), included by .cu files only.
+ */
+#ifndef EM_GEMV_COMMON_CUH
+#define EM_GEMV_COMMON_CUH
+
+#include <stdint.h>
+
+/* Programmatic dependent launch (sm_90+; no-ops when the grid was launched without the attribute). wait: returns once
+ * the preceding kernel has completed and its writes are visible. trigger: lets a dependent grid launched with the
+ * attribute start once every block of this one has started (it still waits for our completion itself). */
+static __device__ __forceinline__ void em_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void em_pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+/* Sum over the warp, left in every lane. */
+static __device__ __forceinline__ float em_warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* The gated norm's group scales, once a block (the fused out_proj's prologue): sc[g] = rsqrt(sum of group g's hpg
+ * per-head sums of squares * inv_group + eps). All threads load the per-head sums at once (one memory round trip)
+ * into `heads`, then one thread a group adds its heads in order (deterministic). Every thread of the block must call
+ * it (two barriers). */
+static __device__ __forceinline__ void em_group_scales(float *sc, float *heads, const float *sumsq, uint32_t n_groups,
+                                                       uint32_t hpg, float inv_group, float eps) {
+    const uint32_t nh = n_groups * hpg;
+    for (uint32_t i = threadIdx.x; i < nh; i += blockDim.x) heads[i] = sumsq[i];
+    __syncthreads();
+    for (uint32_t gi = threadIdx.x; gi < n_groups; gi += blockDim.x) {
+        float ssg = 0.0f;
+        for (uint32_t h = 0; h < hpg; h++) ssg += heads[gi * hpg + h];
+        sc[gi] = rsqrtf(ssg * inv_group + eps);
+    }
+    __syncthreads();
+}
+
+#endif /* EM_GEMV_COMMON_CUH */
