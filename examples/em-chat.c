@@ -2,12 +2,13 @@
  * em-chat — an offline assistant REPL on one blob: type a message, the answer streams back. The session's
  * recurrent state carries the conversation, so each turn costs only its own tokens.
  *
- *   em-chat -m model.emb [--system "You are ..."] [--template plain|chatml|FILE] [--temp 0.7 --top-p 0.9 ...]
+ *   em-chat -m model.emb [--system "You are ..." | --system-file FILE] [--template plain|chatml|FILE] [--temp 0.7 ...]
  *
  * Input: one line per message; a line ending with '\' continues on the next line. Commands:
  *   /reset        back to the system prompt (its snapshot is restored: no prefill)
  *   /save FILE    the conversation's state to a snapshot file;  /load FILE  back from one
- *   /stats        the last answer's speed, the position, the session's memory
+ *   /stats        the last answer's speed, the position, the session's memory, and what the system prompt cost
+ *                 to prefill against what /reset costs to restore its snapshot (wall time, this process)
  *   /help, /quit  (end of input quits too)
  * Ctrl-C stops the current answer, not the program (a flag the token callback reads). When a hybrid
  * model's planned context is full, em-chat says so and offers /reset.
@@ -24,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "edgemamba.h"
@@ -120,6 +122,29 @@ static int load_template_file(const char *path, chat_template *t) {
     return 0;
 }
 
+/* --system-file: the whole file as text (at most 1 MiB: a system prompt, not a corpus), one trailing newline
+ * dropped. NUL bytes are refused (the prompt is a C string). Returns 0, or -1 with a message. */
+static int read_text_file(const char *path, char **out) {
+    enum { MAX_SYSTEM = 1 << 20 };
+    FILE *f = fopen(path, "rb");
+    if (!f) { fprintf(stderr, "em-chat: --system-file %s: %s\n", path, strerror(errno)); return -1; }
+    char *b = malloc(MAX_SYSTEM + 1);
+    size_t n = b ? fread(b, 1, MAX_SYSTEM + 1, f) : 0;
+    int bad = !b ? 1 : ferror(f) ? 2 : n > MAX_SYSTEM ? 3 : memchr(b, 0, n) ? 4 : 0;
+    fclose(f);
+    if (bad) {
+        static const char *why[] = { "", "out of memory", "read failed", "longer than 1 MiB", "holds a NUL byte" };
+        fprintf(stderr, "em-chat: --system-file %s: %s\n", path, why[bad]);
+        free(b);
+        return -1;
+    }
+    if (n && b[n - 1] == '\n') n--;
+    if (n && b[n - 1] == '\r') n--;
+    b[n] = 0;
+    *out = b;
+    return 0;
+}
+
 /* Reads one message: lines ending with '\' continue. Returns 1 with text in *b, 0 at end of input,
  * -1 when Ctrl-C interrupted the read (nothing read). */
 static int read_message(sbuf *b, int interactive) {
@@ -168,7 +193,17 @@ typedef struct chat {
     em_plan_report plan;
     uint32_t ctx;            /* the planned max_context */
     int answered;
+    uint32_t system_tokens;  /* the system turn's ids, and what prefilling them took (ms, wall) */
+    double system_ms;
+    double reset_ms, reset_best_ms; /* the last /reset and the fastest (ms, wall); 0 before the first */
+    unsigned n_resets;
 } chat;
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
 
 static int on_token(const em_token_event *ev, void *user) {
     (void)user;
@@ -216,17 +251,44 @@ static void turn(chat *c, const char *msg) {
     fflush(stdout);
 }
 
-/* Consumes the system turn (no answer). */
+/* Consumes the system turn (no answer); records its length and wall time. */
 static em_status prefill_system(chat *c) {
     if (!c->system_text) return EM_OK;
     em_generate_options g0 = c->go;
     g0.max_tokens = 0;
-    return em_session_generate(c->s, c->system_text, &g0, NULL, NULL, NULL);
+    em_generate_stats gs;
+    const double t0 = now_ms();
+    em_status st = em_session_generate(c->s, c->system_text, &g0, NULL, NULL, &gs);
+    if (!c->system_tokens) { /* the first (em-chat's start); a /reset without a snapshot times its own */
+        c->system_ms = now_ms() - t0;
+        c->system_tokens = gs.prompt_tokens;
+    }
+    return st;
+}
+
+/* /reset: the system prompt's snapshot back (or, without one, its prefill again); timed. */
+static em_status reset_to_system(chat *c) {
+    const double t0 = now_ms();
+    em_status st;
+    if (c->base) st = em_session_restore(c->s, c->base, c->base_size);
+    else if ((st = em_session_reset(c->s)) == EM_OK) st = prefill_system(c);
+    if (st != EM_OK) return st;
+    c->reset_ms = now_ms() - t0;
+    if (!c->n_resets++ || c->reset_ms < c->reset_best_ms) c->reset_best_ms = c->reset_ms;
+    return EM_OK;
 }
 
 static void stats(chat *c) {
     uint64_t pos = 0;
     em_session_position(c->s, &pos);
+    if (c->system_text) {
+        printf("[system prompt: %u tokens, prefilled in %.3f ms; ", c->system_tokens, c->system_ms);
+        if (c->base) printf("snapshot %zu bytes", c->base_size);
+        else printf("no snapshot: /reset prefills it again");
+        if (c->n_resets) printf("; /reset took %.3f ms (fastest of %u: %.3f ms)", c->reset_ms, c->n_resets,
+                                c->reset_best_ms);
+        printf("]\n");
+    }
     if (c->answered)
         printf("[stats: last turn %u prompt tokens at %.1f tok/s, %u generated at %.1f tok/s; position %" PRIu64
                " tokens; session %zu bytes (state %zu, kv %zu, workspace %zu); template %s]\n",
@@ -243,21 +305,25 @@ static void stats(chat *c) {
 static void usage(FILE *f) {
     fprintf(f, "usage: em-chat -m MODEL.emb [options]\n"
                "  --system TEXT        the system prompt (prefilled once; /reset comes back to it)\n"
+               "  --system-file FILE   the system prompt from a file (UTF-8; one trailing newline dropped)\n"
                "  --template NAME      plain | chatml | FILE (default: from the blob, else plain)\n"
                "  -n N                 at most N tokens per answer (default 256)\n"
                "  --temp T --top-k K --top-p P --min-p P --repeat-penalty R --seed S   sampling (default: temp 0.7,\n"
                "                       top-p 0.9, repeat-penalty 1.1)\n"
                "  --ctx N              tokens of attention cache to plan (hybrid models; default 4096)\n"
                "  --bos                put the BOS token first\n"
+               "  --no-snapshot        keep no snapshot of the system prompt: /reset prefills it again (saves the\n"
+               "                       snapshot's host memory; /stats then compares a warm prefill with the first)\n"
                "  --no-eos             do not end answers at the end-of-sequence token\n"
                "  --threads N          CPU threads\n"
                "  --backend B          auto (default: CUDA when a device runs the model), cpu or cuda\n");
 }
 
 int main(int argc, char **argv) {
-    const char *model_path = NULL, *system = NULL, *template_arg = NULL;
+    const char *model_path = NULL, *system = NULL, *system_file = NULL, *template_arg = NULL;
+    char *system_buf = NULL;
     unsigned ctx = 0;
-    int threads = 0, bos = 0;
+    int threads = 0, bos = 0, no_snapshot = 0;
     em_backend backend = EM_BACKEND_AUTO;
     chat c;
     memset(&c, 0, sizeof c);
@@ -272,6 +338,7 @@ int main(int argc, char **argv) {
         int nx = i + 1 < argc;
         if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && nx) model_path = argv[++i];
         else if (!strcmp(a, "--system") && nx) system = argv[++i];
+        else if (!strcmp(a, "--system-file") && nx) system_file = argv[++i];
         else if (!strcmp(a, "--template") && nx) template_arg = argv[++i];
         else if (!strcmp(a, "-n") && nx) c.go.max_tokens = (uint32_t)strtoul(argv[++i], NULL, 10);
         else if (!strcmp(a, "--temp") && nx) c.go.sampler.temperature = strtof(argv[++i], NULL);
@@ -287,11 +354,17 @@ int main(int argc, char **argv) {
             backend = !strcmp(b, "cpu") ? EM_BACKEND_CPU : !strcmp(b, "cuda") ? EM_BACKEND_CUDA : EM_BACKEND_AUTO;
         }
         else if (!strcmp(a, "--bos")) bos = 1;
+        else if (!strcmp(a, "--no-snapshot")) no_snapshot = 1;
         else if (!strcmp(a, "--no-eos")) c.go.stop_at_eos = 0;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
         else { fprintf(stderr, "em-chat: unknown or incomplete argument '%s'\n", a); usage(stderr); return 2; }
     }
     if (!model_path) { usage(stderr); return 2; }
+    if (system && system_file) { fprintf(stderr, "em-chat: --system and --system-file: give one\n"); return 2; }
+    if (system_file) {
+        if (read_text_file(system_file, &system_buf)) return 2;
+        system = system_buf;
+    }
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -352,10 +425,10 @@ int main(int argc, char **argv) {
         }
     }
     if (seed) em_session_set_seed(c.s, seed);
-    st = em_session_snapshot(c.s, NULL, 0, &c.base_size);
-    if (st == EM_OK && (c.base = malloc(c.base_size)) != NULL)
+    st = no_snapshot ? EM_OK : em_session_snapshot(c.s, NULL, 0, &c.base_size);
+    if (!no_snapshot && st == EM_OK && (c.base = malloc(c.base_size)) != NULL)
         st = em_session_snapshot(c.s, c.base, c.base_size, &c.base_size);
-    if (st != EM_OK || !c.base) { /* e.g. a CUDA session in this version: /reset prefills the system prompt again */
+    if (!no_snapshot && (st != EM_OK || !c.base)) { /* e.g. no memory for it: /reset prefills the system prompt again */
         fprintf(stderr, "em-chat: no snapshot of the system prompt (%s: %s); /reset will prefill it again\n",
                 em_status_str(st), em_last_error());
         free(c.base);
@@ -380,9 +453,7 @@ int main(int argc, char **argv) {
             puts("[commands: /reset, /save FILE, /load FILE, /stats, /quit; end a line with \\ to continue it]");
         else if (!strcmp(m, "/stats")) stats(&c);
         else if (!strcmp(m, "/reset")) {
-            if (c.base) st = em_session_restore(c.s, c.base, c.base_size);
-            else if ((st = em_session_reset(c.s)) == EM_OK) st = prefill_system(&c);
-            if (st == EM_OK) { c.pending = NULL; c.after_stop_string = 0; puts("[reset to the system prompt]"); }
+            if ((st = reset_to_system(&c)) == EM_OK) { c.pending = NULL; c.after_stop_string = 0; puts("[reset to the system prompt]"); }
             else report("reset failed", st);
         } else if (!strcmp(m, "/save") && arg && *arg) {
             st = em_session_snapshot_file(c.s, arg);
@@ -402,6 +473,7 @@ int main(int argc, char **argv) {
 done:
     free(c.base);
     free(c.system_text);
+    free(system_buf);
     em_session_free(c.s);
     em_model_close(c.model);
     return rc;

@@ -37,6 +37,13 @@ fi
 if [ -f models/hybrid/model.safetensors ]; then # the bundled hybrid: attention + MLP layers on the device
     "$B/tools/em-pack" models/hybrid -o "$tmp/tiny-hybrid.emb" >/dev/null && bench tiny-hybrid "$tmp/tiny-hybrid.emb" -p 512 -n 128 -r 5
 fi
+# em-chat's system prompt: /reset (snapshot restore) against its prefill, on the device (issue 11)
+chat_blobs=()
+for m in tiny-mamba2 tiny-hybrid; do [ -f "$tmp/$m.emb" ] && chat_blobs+=("$tmp/$m.emb"); done
+if [ ${#chat_blobs[@]} -gt 0 ]; then
+    echo "== chat-reset-bench (cuda): em-chat --system-file examples/system-prompt.txt, 10 x /reset"
+    scripts/chat-reset-bench.sh "$B/examples/em-chat" cuda "${chat_blobs[@]}" | tee "$out/chat-reset.md"
+fi
 if [ -n "${EM_BENCH_HYBRID:-}" ]; then # the hybrid 8B shape (issue 9) at contexts 512, 4K and 32K
     blob=$tmp/hybrid-8b-v256000.emb
     [ -f "$blob" ] || "$B/tools/em-pack" --random-init tools/configs/hybrid-8b-v256000.json -o "$blob" | tail -1

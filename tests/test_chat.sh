@@ -5,13 +5,16 @@
 #     /reset (back to the system prompt's position), /load, /load of a missing and of a damaged file (an
 #     error line, the conversation goes on), an unknown command, /help; and the same script with the same
 #     seed prints the same transcript;
+#   - /stats reports the system prompt's tokens and prefill time and, after /reset, the restore's time;
+#     --system-file gives the same transcript as --system with the file's text; a missing file or one with a
+#     NUL byte is refused, naming the problem;
 #   - the continued line is part of its turn (that turn's prompt holds more tokens than the first line alone);
 #   - Ctrl-C (SIGINT) stops a running answer, not the program, which then takes the next command;
 #   - a hybrid model whose planned context fills up says so and offers /reset, which then works
 #     (when the hybrid fixture is given);
 #   - em-generate: text output repeats with a seed, --json, --ids on a blob without a tokenizer, and a text
 #     prompt on that blob fails with EM_ERR_TOKENIZER.
-# em-chat runs with --backend cpu: snapshots (/save, /load) of CUDA sessions are not implemented yet.
+# em-chat runs with --backend cpu (CI has no GPU; CUDA sessions' snapshots are tests/test_snapshot_cuda.c's).
 #
 #   test_chat.sh EM_CHAT EM_GENERATE TINY_SPM.emb TINY_NONE.emb WORK_DIR [HYBRID_SPM.emb]
 set -u
@@ -43,14 +46,33 @@ has "$out" "[unknown command /bogus" "unknown command"
 has "$out" "[commands:" "help"
 [ -s "$DIR/chat.snap" ] || { echo "FAIL: no snapshot file"; fail=1; }
 pos0=$(grep -o 'no answer yet; position [0-9]*' <<<"$out" | head -1 | grep -o '[0-9]*$')
-pos_reset=$(grep -A1 -F '[reset to the system prompt]' <<<"$out" | grep -o 'position [0-9]*' | head -1 | grep -o '[0-9]*$')
+pos_reset=$(grep -A2 -F '[reset to the system prompt]' <<<"$out" | grep -o 'position [0-9]*' | head -1 | grep -o '[0-9]*$')
 if [ -z "$pos0" ] || [ "$pos0" = 0 ] || [ "$pos0" != "$pos_reset" ]; then
   echo "FAIL: /reset should return to the system prompt's position ($pos0), got '$pos_reset'"; fail=1
 fi
 script | "$CHAT" --backend cpu -m "$BLOB" --system "You are a helpful assistant." -n 12 --seed 1 >"$DIR/chat2.out" 2>/dev/null
-if ! cmp -s <(grep -av '^\[stats' "$DIR/chat1.out") <(grep -av '^\[stats' "$DIR/chat2.out"); then
+if ! cmp -s <(grep -av '^\[stats\|^\[system prompt' "$DIR/chat1.out") <(grep -av '^\[stats\|^\[system prompt' "$DIR/chat2.out"); then
   echo "FAIL: the same script and seed gave another transcript (timings aside)"; fail=1
 fi
+
+# /stats reports the system prompt's prefill and each /reset's restore; --system-file is the same prompt as
+# --system with the file's text (one trailing newline dropped: same transcript); bad files are refused by name
+has "$out" "[system prompt: " "the system prompt's cost in /stats"
+has "$out" "/reset took " "the restore's time in /stats after /reset"
+printf 'You are a helpful assistant.\n' >"$DIR/system.txt"
+script | "$CHAT" --backend cpu -m "$BLOB" --system-file "$DIR/system.txt" -n 12 --seed 1 >"$DIR/chat3.out" 2>/dev/null
+if ! cmp -s <(grep -av '^\[stats\|^\[system prompt' "$DIR/chat1.out") <(grep -av '^\[stats\|^\[system prompt' "$DIR/chat3.out"); then
+  echo "FAIL: --system-file should give the transcript of --system with the file's text"; fail=1
+fi
+sys_tok=$(grep -ao 'system prompt: [0-9]* tokens' "$DIR/chat1.out" | head -1)
+[ -n "$sys_tok" ] && grep -aqF "$sys_tok" "$DIR/chat3.out" || { echo "FAIL: --system-file token count differs"; fail=1; }
+err=$(echo /quit | "$CHAT" --backend cpu -m "$BLOB" --system-file "$DIR/no-such-file.txt" 2>&1 >/dev/null)
+[ $? -ne 0 ] || { echo "FAIL: a missing --system-file should fail"; fail=1; }
+has "$err" "no-such-file.txt" "a missing --system-file is named"
+printf 'a\0b' >"$DIR/nul.txt"
+err=$(echo /quit | "$CHAT" --backend cpu -m "$BLOB" --system-file "$DIR/nul.txt" 2>&1 >/dev/null)
+[ $? -ne 0 ] || { echo "FAIL: a --system-file with a NUL byte should fail"; fail=1; }
+has "$err" "NUL byte" "a --system-file with a NUL byte"
 
 # the continued line belongs to its turn
 one=$(printf '%s\n' "first line" "/stats" "/quit" | "$CHAT" --backend cpu -m "$BLOB" -n 2 --seed 1 2>/dev/null | tr -d '\0' | grep -o 'last turn [0-9]*' | grep -o '[0-9]*$')
