@@ -46,13 +46,8 @@ static em_generate_options gen_opts(void) {
     return o;
 }
 
-typedef struct collect { int32_t tok[64]; uint32_t n; uint32_t stop_at; } collect;
-static int on_token(const em_token_event *ev, void *user) {
-    collect *c = user;
-    if (c->n < 64) c->tok[c->n] = ev->token;
-    c->n++;
-    return c->stop_at && c->n >= c->stop_at;
-}
+typedef em_test_tokens collect;
+#define on_token em_test_collect
 
 static em_session_options sess_opts(void) {
     em_session_options o = em_session_default_options();

@@ -28,14 +28,9 @@
 #define N_PROMPT 40u
 static int32_t PROMPT[N_PROMPT]; /* filled in main: (37 i + 5) mod VOCAB */
 
-typedef struct run_out { int32_t tok[N_GEN]; uint32_t n; float logits[VOCAB]; } run_out;
-
-static int on_token(const em_token_event *ev, void *user) {
-    run_out *r = user;
-    if (r->n < N_GEN) r->tok[r->n] = ev->token;
-    r->n++;
-    return 0;
-}
+typedef struct run_out { em_test_tokens t; float logits[VOCAB]; } run_out;
+_Static_assert(N_GEN <= EM_TEST_MAX_TOKENS, "the collector keeps EM_TEST_MAX_TOKENS ids");
+#define on_token em_test_collect
 
 static em_generate_options gen_opts(uint64_t seed) {
     em_generate_options o = em_generate_default_options();
@@ -98,15 +93,15 @@ static void run(em_model *m, uint64_t seed, run_out *out) {
     CHECK_STATUS(em_session_create(m, &so, &s), EM_OK);
     if (!s) return;
     em_generate_options go = gen_opts(seed);
-    CHECK_STATUS(em_session_generate_tokens(s, PROMPT, N_PROMPT, &go, on_token, out, NULL), EM_OK);
-    CHECK(out->n == N_GEN);
+    CHECK_STATUS(em_session_generate_tokens(s, PROMPT, N_PROMPT, &go, on_token, &out->t, NULL), EM_OK);
+    CHECK(out->t.n == N_GEN);
     /* the logits after the last token, bit for bit */
-    CHECK_STATUS(em_session_prefill(s, &out->tok[N_GEN - 1], 1, EM_LOGITS_LAST, out->logits), EM_OK);
+    CHECK_STATUS(em_session_prefill(s, &out->t.tok[N_GEN - 1], 1, EM_LOGITS_LAST, out->logits), EM_OK);
     /* reset + the same seed repeats the tokens in the same session */
-    run_out again = { .n = 0 };
+    em_test_tokens again = { .n = 0 };
     CHECK_STATUS(em_session_reset(s), EM_OK);
     CHECK_STATUS(em_session_generate_tokens(s, PROMPT, N_PROMPT, &go, on_token, &again, NULL), EM_OK);
-    CHECK_MSG(again.n == N_GEN && !memcmp(again.tok, out->tok, sizeof out->tok),
+    CHECK_MSG(again.n == N_GEN && !memcmp(again.tok, out->t.tok, sizeof(int32_t) * N_GEN),
               "seed %llu: a reset session does not repeat its tokens", (unsigned long long)seed);
     em_session_free(s);
 }
@@ -128,7 +123,7 @@ static void check_child(const char *self, uint64_t seed, const run_out *want) {
     while (n < N_GEN && fscanf(p, "%d", &got[n]) == 1) n++;
     int rc = pclose(p);
     CHECK_MSG(rc == 0 && n == N_GEN, "child for seed %llu: exit %d, %u tokens", (unsigned long long)seed, rc, n);
-    int d = first_diff(got, want->tok, N_GEN);
+    int d = first_diff(got, want->t.tok, N_GEN);
     CHECK_MSG(n == N_GEN && d < 0, "seed %llu: another process generated other tokens (first difference at %d)",
               (unsigned long long)seed, d);
 }
@@ -141,7 +136,7 @@ int main(int argc, char **argv) {
         em_model *m = open_model(write_model(path, sizeof path), 0);
         run_out r;
         run(m, strtoull(argv[2], NULL, 10), &r);
-        for (uint32_t i = 0; i < r.n && i < N_GEN; i++) printf("%d ", r.tok[i]);
+        for (uint32_t i = 0; i < r.t.n && i < N_GEN; i++) printf("%d ", r.t.tok[i]);
         printf("\n");
         em_model_close(m);
         unlink(path);
@@ -159,9 +154,10 @@ int main(int argc, char **argv) {
             if (ti == 0) {
                 run(m, seeds[si], &r); /* the same model, a second fresh session */
             }
-            int d = first_diff(r.tok, ref[si].tok, N_GEN);
+            int d = first_diff(r.t.tok, ref[si].t.tok, N_GEN);
             CHECK_MSG(d < 0, "seed %llu, %d threads: tokens differ from 1 thread (first at %d: %d vs %d)",
-                      (unsigned long long)seeds[si], threads[ti], d, d < 0 ? 0 : r.tok[d], d < 0 ? 0 : ref[si].tok[d]);
+                      (unsigned long long)seeds[si], threads[ti], d, d < 0 ? 0 : r.t.tok[d],
+                      d < 0 ? 0 : ref[si].t.tok[d]);
             CHECK_MSG(!memcmp(r.logits, ref[si].logits, sizeof r.logits),
                       "seed %llu, %d threads: the last logits are not bit-identical to 1 thread's",
                       (unsigned long long)seeds[si], threads[ti]);
@@ -176,10 +172,10 @@ int main(int argc, char **argv) {
     for (int si = 0; si < 3; si += 2) check_child(self, seeds[si], &ref[si]);
     check_child(self, seeds[0], &ref[0]);
     /* 4: other seeds, other tokens (else the comparisons above prove nothing about sampling) */
-    CHECK_MSG(first_diff(ref[0].tok, ref[1].tok, N_GEN) >= 0 && first_diff(ref[1].tok, ref[2].tok, N_GEN) >= 0,
+    CHECK_MSG(first_diff(ref[0].t.tok, ref[1].t.tok, N_GEN) >= 0 && first_diff(ref[1].t.tok, ref[2].t.tok, N_GEN) >= 0,
               "different seeds gave the same tokens: the sampler does not draw");
     int distinct = 0;
-    for (uint32_t i = 1; i < N_GEN; i++) distinct += ref[0].tok[i] != ref[0].tok[i - 1];
+    for (uint32_t i = 1; i < N_GEN; i++) distinct += ref[0].t.tok[i] != ref[0].t.tok[i - 1];
     CHECK_MSG(distinct > (int)(N_GEN / 4), "seed 1 generates a near-constant sequence (%d changes)", distinct);
     printf("determinism: %u tokens x 3 seeds identical over 1-3 threads, 2 sessions and 3 processes\n", N_GEN);
     unlink(path);

@@ -60,3 +60,10 @@ const char *em_test_data(const char *rel) {
     snprintf(buf, sizeof buf, "%s/%s", d && *d ? d : "data", rel);
     return buf;
 }
+
+int em_test_collect(const em_token_event *ev, void *user) {
+    em_test_tokens *c = user;
+    if (c->n < EM_TEST_MAX_TOKENS) c->tok[c->n] = ev->token;
+    c->n++;
+    return c->stop_at && c->n >= c->stop_at;
+}

@@ -43,6 +43,12 @@ double em_max_rel_err(const float *got, const float *ref, size_t n, size_t *wors
 /* Checks em_max_rel_err <= tol; on failure prints label, the first 5 pairs and the worst index. */
 int em_check_close(const char *label, const float *got, const float *ref, size_t n, double tol);
 
+/* The token ids a generate call streams (em_token_callback): the first EM_TEST_MAX_TOKENS kept, n counts all;
+ * with stop_at > 0 the callback asks to stop once n reaches it. */
+#define EM_TEST_MAX_TOKENS 64
+typedef struct em_test_tokens { int32_t tok[EM_TEST_MAX_TOKENS]; uint32_t n, stop_at; } em_test_tokens;
+int em_test_collect(const em_token_event *ev, void *user); /* user: em_test_tokens */
+
 /* Path of a file under tests/data (from $EM_TEST_DATA, else "data/"); static buffer. */
 const char *em_test_data(const char *rel);
 
