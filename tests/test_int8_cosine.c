@@ -13,7 +13,8 @@
  *   test_int8_cosine --config tools/configs/mamba2-8b-v50288.json --backend cuda --dir /path/with/40GB
  * packs <dir>/cos_bf16_s<seed>.emb (16 GB) and cos_int8_s<seed>.emb (8 GB) once (reused when present), then
  * loads each in turn (one at a time on the device). Options: --tokens N (32), --seed S (1), --min C (0.999),
- * --backend cpu|cuda (cpu), --no-f32 (skip the F32 reference blobs; sanitizer builds pass it with --tokens 8).
+ * --backend cpu|cuda (cpu), --no-f32 (skip the F32 reference blobs; sanitizer builds pass it with --tokens 8),
+ * --f32 (with --config: also an F32 blob, 4 bytes a parameter, for the BF16-vs-F32 scale).
  * Without a device, --backend cuda SKIPs (exit 77).
  */
 #include <math.h>
@@ -45,7 +46,7 @@ typedef struct opts {
     uint32_t n_tok;
     uint64_t seed;
     double min_cos;
-    int no_f32;
+    int no_f32, f32; /* --no-f32: no F32 blobs in the default mode; --f32: F32 blobs with --config too */
 } opts;
 
 /* Last-position logits of the prompt under blob (malloc'd [vocab]); NULL on failure (recorded). */
@@ -158,7 +159,7 @@ static void run_case(const char *label, const char *config, const char *dir, con
 }
 
 int main(int argc, char **argv) {
-    opts o = { NULL, NULL, EM_BACKEND_CPU, 32, 1, 0.999, 0 };
+    opts o = { NULL, NULL, EM_BACKEND_CPU, 32, 1, 0.999, 0, 0 };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--config") && v) { o.config = v; i++; }
@@ -168,9 +169,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--seed") && v) { o.seed = strtoull(v, NULL, 0); i++; }
         else if (!strcmp(a, "--min") && v) { o.min_cos = atof(v); i++; }
         else if (!strcmp(a, "--no-f32")) o.no_f32 = 1;
+        else if (!strcmp(a, "--f32")) o.f32 = 1;
         else {
             fprintf(stderr, "usage: test_int8_cosine [--config CONFIG.json] [--backend cpu|cuda] [--dir DIR] "
-                            "[--tokens N] [--seed S] [--min C] [--no-f32]\n");
+                            "[--tokens N] [--seed S] [--min C] [--no-f32 | --f32]\n");
             return 2;
         }
     }
@@ -178,7 +180,7 @@ int main(int argc, char **argv) {
     char tmp[4096];
     tp_mkdtemp(tmp, sizeof tmp, "int8cos");
     if (o.config) {
-        run_case(o.config, o.config, o.dir ? o.dir : tmp, &o, 0);
+        run_case(o.config, o.config, o.dir ? o.dir : tmp, &o, o.f32);
     } else {
         char p[4200];
         tp_write_text(tmp, "mamba2.json", small_mamba2);
