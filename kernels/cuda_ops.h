@@ -147,16 +147,22 @@ void em_cuda_gemm_destroy(void *h); /* NULL is a no-op */
 /** Workspace em_cuda_gemm needs for n_tok <= max_tok and n_in <= max_n_in: 32 MiB for cuBLASLt + the bf16 copy of
  *  x (max_tok * max_n_in * 2 bytes) + 256 bytes of alignment slack. */
 size_t em_cuda_gemm_workspace_bytes(uint32_t max_tok, uint32_t max_n_in);
-/** @return 1 if em_cuda_gemm takes these arguments: w_dtype BF16 (else the launcher says EM_ERR_UNSUPPORTED: use
- *  em_cuda_linear), x, y (and W when n_in, n_out > 0) set, strides at least the row lengths. Any alignment. */
+/** The same for INT8 weights: + a 32 MiB bf16 slab that W's rows are dequantized into, a slab at a time (at least 64
+ *  rows of max_n_in). */
+size_t em_cuda_gemm_i8_workspace_bytes(uint32_t max_tok, uint32_t max_n_in);
+/** @return 1 if em_cuda_gemm takes these arguments: w_dtype BF16, or I8 with w_scale (else the launcher says
+ *  EM_ERR_UNSUPPORTED: use em_cuda_linear), x, y (and W when n_in, n_out > 0) set, strides at least the row lengths.
+ *  Any alignment. */
 int em_cuda_gemm_supported(const em_linear_args *a);
 /** Queues y[n_tok, n_out] = bf16(x)[n_tok, n_in] W^T (fp32 accumulate and output; y written, never accumulated;
  *  flags ignored) on `stream`: a conversion kernel (x -> bf16 in the workspace) and one cublasLtMatmul. The first
  *  call with a shape (n_out, n_tok, n_in, y_stride, pointer alignments) asks cuBLASLt's heuristic (host only) and
  *  remembers the algorithm (64 shapes, then round-robin replacement). x rounded to bf16 is the only difference from
- *  em_ref_linear (~4e-3 relative at most per element; tests hold it to 1e-2). n_tok == 0 or n_out == 0 queues
- *  nothing. @return EM_OK; EM_ERR_INVALID_ARG (incl. ws_bytes too small); EM_ERR_UNSUPPORTED (not BF16, or no
- *  cuBLASLt algorithm); EM_ERR_DEVICE. */
+ *  em_ref_linear (~4e-3 relative at most per element; tests hold it to 1e-2). INT8 W (ws_bytes from
+ *  em_cuda_gemm_i8_workspace_bytes): per slab of rows, a dequantization kernel (bf16(q * scale)) and one
+ *  cublasLtMatmul; the only other difference from the twin is q * scale rounded to bf16. n_tok == 0 or n_out == 0
+ *  queues nothing. @return EM_OK; EM_ERR_INVALID_ARG (incl. ws_bytes too small); EM_ERR_UNSUPPORTED (neither BF16
+ *  nor I8 with scales, or no cuBLASLt algorithm); EM_ERR_DEVICE. */
 em_status em_cuda_gemm(void *h, const em_linear_args *a, void *ws, size_t ws_bytes, void *stream);
 /** Runs the heuristic query for a's shape now (e.g. at session create for the planned chunk and the head), so that
  *  em_cuda_gemm with that shape does no host-side search. Queues nothing. @return as em_cuda_gemm. */
@@ -195,8 +201,9 @@ em_status em_cuda_mlp(const em_mlp_args *a, void *stream);
 /** h[i] = act(h[i]) for i < n in place (em_ref_mlp's activations: exact-erf GELU, relu^2, SiLU). */
 em_status em_cuda_mlp_act(float *h, size_t n, uint32_t act, void *stream);
 /** The prompt form: em_cuda_gemm up, em_cuda_mlp_act, em_cuda_gemm down, with the cuBLASLt handle and workspace of
- *  em_cuda_gemm (ws_bytes >= em_cuda_gemm_workspace_bytes(n_tok, max(d, d_ff))). BF16 weights only (x and h rounded
- *  to bf16 on the way in, as em_cuda_gemm does: ~1e-3 relative). @return as em_cuda_gemm. */
+ *  em_cuda_gemm (ws_bytes >= em_cuda_gemm_workspace_bytes(n_tok, max(d, d_ff)), or the _i8_ form for INT8 weights).
+ *  BF16 weights, or I8 with up_scale / down_scale (x and h rounded to bf16 on the way in, as em_cuda_gemm does:
+ *  ~1e-3 relative). @return as em_cuda_gemm. */
 em_status em_cuda_mlp_gemm(void *gemm, const em_mlp_args *a, void *ws, size_t ws_bytes, void *stream);
 /** Test hooks: em_cuda_attention on a chosen path (0 = by n_tok, 1 = split-K decode (n_tok must be 1), 2 = the
  *  prefill kernel for any n_tok (ws unused)), and the number of splits decode takes for these arguments. */

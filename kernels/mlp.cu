@@ -148,9 +148,11 @@ extern "C" em_status em_cuda_mlp_gemm(void *gemm, const em_mlp_args *a, void *ws
         return em_fail(EM_ERR_INVALID_ARG, "em_cuda_mlp_gemm: unsupported arguments (n_tok %u, d %u, d_ff %u, act %u, "
                        "handle and pointers %s)", a->n_tok, a->d, a->d_ff, a->act,
                        gemm && a->x && a->h && a->y && a->up && a->down ? "set" : "NULL");
-    if (a->up_dtype != EM_DTYPE_BF16 || a->down_dtype != EM_DTYPE_BF16)
-        return em_fail(EM_ERR_UNSUPPORTED, "em_cuda_mlp_gemm: BF16 weights only (got %d/%d): use em_cuda_mlp",
-                       (int)a->up_dtype, (int)a->down_dtype);
+    const int up_ok = a->up_dtype == EM_DTYPE_BF16 || (a->up_dtype == EM_DTYPE_I8 && a->up_scale);
+    const int down_ok = a->down_dtype == EM_DTYPE_BF16 || (a->down_dtype == EM_DTYPE_I8 && a->down_scale);
+    if (!up_ok || !down_ok)
+        return em_fail(EM_ERR_UNSUPPORTED, "em_cuda_mlp_gemm: BF16 weights, or I8 with scales (got %d/%d): use "
+                       "em_cuda_mlp", (int)a->up_dtype, (int)a->down_dtype);
     if (a->n_tok == 0) return EM_OK;
     em_linear_args up, down;
     em_mlp_linears(a, &up, &down);

@@ -127,6 +127,7 @@ typedef struct em_cuda_session {
     void *attn_ws;
     size_t attn_ws_bytes;
     size_t gemm_ws_bytes, ssd_ws_bytes;
+    int gemm_i8;                                /* INT8 weights take the GEMM in prompt chunks (i8_prefill_gemm) */
     int32_t *tok, *next;                        /* device */
     int32_t *pinned;                            /* host, page-locked: [0] token in, [1] greedy id out,
                                                    [2] the KV position after a prefill (hybrids) */
@@ -238,6 +239,7 @@ typedef struct em_dev_layout {
     size_t conv, ssm, x, xn, proj, xbc, y, delta, sumsq, logits, tok, next, total, state_bytes;
     size_t gemm_ws, gemm_ws_bytes, ssd_ws, ssd_ws_bytes;
     size_t pos, kv, kv_bytes, qkv, att, ff, attn_ws, attn_ws_bytes;
+    int gemm_i8; /* the GEMM workspace holds the INT8 slab (EM_I8_PREFILL=gemm) */
 } em_dev_layout;
 
 /* Prefill chunks of more than EM_GEMM_MIN_TOK tokens run in_proj / out_proj as cuBLASLt GEMMs (the GEMV re-reads
@@ -245,6 +247,19 @@ typedef struct em_dev_layout {
  * ~0.7 us a token on the 8B shape; the SSD scan's five launches a fixed few us). docs/prefill.md. */
 #define EM_GEMM_MIN_TOK 8u
 #define EM_SSD_MIN_TOK 32u
+
+/* INT8 weights in prompt chunks: EM_I8_PREFILL=gemm dequantizes W a 32 MiB slab at a time into bf16 for the
+ * cuBLASLt GEMM (kernels/gemm.cu; W read once a chunk), anything else keeps the INT8 GEMV over groups of 8 tokens
+ * (W read every 8 tokens: 942 tok/s at pp512 on the 8B shape). The GEMM form was written in a session without a
+ * device: it stays opt-in until test_gemm_cuda / test_int8_accuracy_cuda pass and gpu-bench has measured both
+ * (docs/int8.md). Read when a session is planned; the slab is planned only when it is used. */
+static int i8_prefill_gemm(const em_model *m) {
+    const char *e = getenv("EM_I8_PREFILL");
+    if (!e || strcmp(e, "gemm") != 0) return 0;
+    for (uint32_t i = 0; i < m->blob.n_tensors; i++)
+        if (m->blob.tensors[i].dtype == EM_DTYPE_I8) return 1;
+    return 0;
+}
 
 static size_t dtake(size_t *c, size_t bytes) {
     size_t at = (*c + EM_DEV_ALIGN - 1) & ~(size_t)(EM_DEV_ALIGN - 1);
@@ -276,7 +291,10 @@ static void dev_layout(const em_model *m, uint32_t T, uint32_t max_ctx, em_dev_l
     size_t max_in = d.d > d.d_inner ? d.d : d.d_inner; /* the widest GEMM input: d, d_inner, d_ff, Hq hd */
     if (m->n_mlp && cf->d_ff > max_in) max_in = cf->d_ff;
     if (m->n_attn && dq > max_in) max_in = dq;
-    l->gemm_ws_bytes = T > EM_GEMM_MIN_TOK ? em_cuda_gemm_workspace_bytes(T, (uint32_t)max_in) : 0;
+    l->gemm_i8 = i8_prefill_gemm(m);
+    l->gemm_ws_bytes = T <= EM_GEMM_MIN_TOK ? 0
+                       : l->gemm_i8        ? em_cuda_gemm_i8_workspace_bytes(T, (uint32_t)max_in)
+                                           : em_cuda_gemm_workspace_bytes(T, (uint32_t)max_in);
     l->gemm_ws = l->gemm_ws_bytes ? dtake(&c, l->gemm_ws_bytes) : 0;
     l->ssd_ws_bytes = T >= EM_SSD_MIN_TOK ? em_cuda_ssd_workspace_bytes(T, d.H, d.P, d.N, d.G, 0) : 0;
     l->ssd_ws = l->ssd_ws_bytes ? dtake(&c, l->ssd_ws_bytes) : 0;
@@ -425,8 +443,13 @@ static em_status queue_fused_step(em_session *s) {
 
 /* A linear over a prefill chunk: the cuBLASLt GEMM for more than EM_GEMM_MIN_TOK tokens where it takes the
  * arguments (BF16 weights), else the GEMV. */
+/* Whether the session's GEMM takes a (INT8 weights only with the slab planned). */
+static int gemm_takes(const em_cuda_session *cs, const em_linear_args *a) {
+    return cs->gemm && (a->w_dtype != EM_DTYPE_I8 || cs->gemm_i8) && em_cuda_gemm_supported(a);
+}
+
 static em_status prefill_linear(em_cuda_session *cs, const em_linear_args *a, void *st) {
-    if (a->n_tok > EM_GEMM_MIN_TOK && cs->gemm && em_cuda_gemm_supported(a))
+    if (a->n_tok > EM_GEMM_MIN_TOK && gemm_takes(cs, a))
         return em_cuda_gemm(cs->gemm, a, cs->gemm_ws, cs->gemm_ws_bytes, st);
     return em_cuda_linear(a, st);
 }
@@ -443,7 +466,9 @@ static em_status queue_aux_layer(em_session *s, const em_layer *L, uint32_t nt, 
         em_mlp_args ma = { .up = w->up.p, .up_dtype = w->up.dt, .down = w->down.p, .down_dtype = w->down.dt,
                            .up_scale = w->up.scale, .down_scale = w->down.scale, .x = cs->xn, .h = cs->ff,
                            .y = cs->delta, .n_tok = nt, .d = d, .d_ff = c->d_ff, .act = c->mlp_act };
-        if (nt > EM_GEMM_MIN_TOK && cs->gemm && w->up.dt == EM_DTYPE_BF16 && w->down.dt == EM_DTYPE_BF16)
+        const int up_gemm = w->up.dt == EM_DTYPE_BF16 || (w->up.dt == EM_DTYPE_I8 && cs->gemm_i8);
+        const int down_gemm = w->down.dt == EM_DTYPE_BF16 || (w->down.dt == EM_DTYPE_I8 && cs->gemm_i8);
+        if (nt > EM_GEMM_MIN_TOK && cs->gemm && up_gemm && down_gemm)
             return em_cuda_mlp_gemm(cs->gemm, &ma, cs->gemm_ws, cs->gemm_ws_bytes, st);
         return em_cuda_mlp(&ma, st);
     }
@@ -617,6 +642,7 @@ em_status em_cuda_session_create(em_session *s) {
     cs->attn_ws_bytes = l.attn_ws_bytes;
     cs->gemm_ws = l.gemm_ws_bytes ? b + l.gemm_ws : NULL;
     cs->gemm_ws_bytes = l.gemm_ws_bytes;
+    cs->gemm_i8 = l.gemm_i8;
     cs->ssd_ws = l.ssd_ws_bytes ? b + l.ssd_ws : NULL;
     cs->ssd_ws_bytes = l.ssd_ws_bytes;
     if (cs->gemm_ws && (st = em_cuda_gemm_create(&cs->gemm)) != EM_OK) goto fail;
@@ -644,9 +670,9 @@ em_status em_cuda_session_create(em_session *s) {
         em_linear_args out = { .w = L0->w.m2.out_proj.p, .w_dtype = L0->w.m2.out_proj.dt,
                                .w_scale = L0->w.m2.out_proj.scale, .x = cs->y, .y = cs->delta,
                                .n_tok = s->T, .n_in = d.d_inner, .n_out = d.d, .x_stride = d.d_inner, .y_stride = d.d };
-        if (em_cuda_gemm_supported(&in) && (st = em_cuda_gemm_prepare(cs->gemm, &in, cs->gemm_ws, cs->gemm_ws_bytes)) != EM_OK)
+        if (gemm_takes(cs, &in) && (st = em_cuda_gemm_prepare(cs->gemm, &in, cs->gemm_ws, cs->gemm_ws_bytes)) != EM_OK)
             goto fail;
-        if (em_cuda_gemm_supported(&out) && (st = em_cuda_gemm_prepare(cs->gemm, &out, cs->gemm_ws, cs->gemm_ws_bytes)) != EM_OK)
+        if (gemm_takes(cs, &out) && (st = em_cuda_gemm_prepare(cs->gemm, &out, cs->gemm_ws, cs->gemm_ws_bytes)) != EM_OK)
             goto fail;
     }
     return EM_OK;

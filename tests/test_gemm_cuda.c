@@ -10,6 +10,11 @@
  *     the conversion kernel exactly, not just "close".
  * One case is also queued inside a stream capture with a fresh handle (the heuristic query happens during the
  * capture) and replayed as a graph.
+ * INT8 weights (the dequantize-a-slab-then-GEMM path, issue 10): the same two checks against em_ref_linear's I8
+ * path on fp32 x (<= 1e-2) and, exactly (<= 1e-4), against the BF16 twin on bf16(x) and W' = bf16(q * scale) — what
+ * the dequantization kernel writes — on 8B and bundled shapes; slabs cut at 64-row multiples (a workspace with room
+ * for only 64 or 128 rows forces many slabs and a short last one); n_in not a multiple of 16 (the scalar kernel);
+ * a misaligned int8 W.
  *
  * Without a CUDA device it prints "SKIP test_gemm_cuda: no CUDA device" and exits 77 (ctest: Skipped).
  *   build/tests/test_gemm_cuda          # check
@@ -161,12 +166,104 @@ static void run_case(const gemm_case *c, em_rng *rng, void *h) {
     free(w), free(x), free(xr), free(y_ref), free(y_ex), free(y_got);
 }
 
+// ---- INT8 weights ------------------------------------------------------------------------------------------------
+
+typedef struct gemm_i8_case {
+    uint32_t n_out, n_in, n_tok;
+    uint32_t slab_rows; /* 0: the planned workspace (em_cuda_gemm_i8_workspace_bytes); else room for this many rows */
+    uint32_t w_off;     /* bytes the device int8 W is shifted by */
+    uint32_t y_pad;
+    const char *what;
+} gemm_i8_case;
+
+static const gemm_i8_case i8_cases[] = {
+    { 18560, 4096, 129, .what = "8B in_proj, 129 (slabs of 4096 rows + 2176)" },
+    { 4096, 8192, 128, .what = "8B out_proj, 128 (2 slabs of 2048)" },
+    { 4096, 16384, 33, .what = "hybrid 8B MLP down, 33 (4 slabs of 1024)" },
+    { 1030, 192, 200, .what = "models/mamba2 in_proj, 200 (one slab)" },
+    { 1030, 192, 200, 64, .what = "same, room for 64 rows (17 slabs, last 6)" },
+    { 1030, 192, 9, 128, 0, 7, .what = "room for 128 rows, y strided" },
+    { 300, 100, 17, .what = "n_in 100 (scalar dequantization)" },
+    { 257, 1024, 9, 0, 3, .what = "int8 W misaligned by 3 bytes" },
+    { 50, 64, 12, .what = "fewer rows than a slab multiple" },
+};
+
+static void run_case_i8(const gemm_i8_case *c, em_rng *rng, void *h) {
+    char label[200];
+    snprintf(label, sizeof label, "INT8 %s [n_out %u, n_in %u, n_tok %u]", c->what, c->n_out, c->n_in, c->n_tok);
+    const uint32_t ys = c->n_out + c->y_pad;
+    const size_t n_w = (size_t)c->n_out * c->n_in, n_x = (size_t)c->n_tok * c->n_in, n_y = (size_t)c->n_tok * ys;
+    int8_t *q = em_xmalloc(n_w + 1);
+    float *sc = em_xmalloc(sizeof(float) * c->n_out);
+    uint16_t *wd = em_xmalloc(n_w * 2 + 2); /* bf16(q * scale): the slab's values */
+    float *x = em_xmalloc(n_x * 4 + 4), *xr = em_xmalloc(n_x * 4 + 4);
+    float *y_ref = em_xmalloc(n_y * 4), *y_ex = em_xmalloc(n_y * 4), *y_got = em_xmalloc(n_y * 4);
+    for (uint32_t r = 0; r < c->n_out; r++) {
+        sc[r] = (0.5f + 0.5f * (em_rng_uniform(rng, 1.0f) + 1.0f)) * 0.05f / 127.0f;
+        for (uint32_t k = 0; k < c->n_in; k++) {
+            const size_t i = (size_t)r * c->n_in + k;
+            q[i] = (int8_t)((int)(em_rng_u32(rng) % 255u) - 127);
+            wd[i] = em_f32_to_bf16((float)q[i] * sc[r]);
+        }
+    }
+    em_fill_uniform(rng, x, n_x, 1.0f);
+    for (size_t i = 0; i < n_x; i++) xr[i] = em_bf16_to_f32(em_f32_to_bf16(x[i]));
+    em_linear_args ra = { .w = q, .w_dtype = EM_DTYPE_I8, .w_scale = sc, .x = x, .y = y_ref, .n_tok = c->n_tok,
+                          .n_in = c->n_in, .n_out = c->n_out, .y_stride = c->y_pad ? ys : 0 };
+    em_ref_linear(&ra);
+    em_linear_args rx = ra;
+    rx.w = wd;
+    rx.w_dtype = EM_DTYPE_BF16;
+    rx.w_scale = NULL;
+    rx.x = xr;
+    rx.y = y_ex;
+    em_ref_linear(&rx);
+
+    const size_t ws_bytes = c->slab_rows ? em_cuda_gemm_workspace_bytes(c->n_tok, c->n_in) + (size_t)c->slab_rows *
+                                               c->n_in * 2
+                                         : em_cuda_gemm_i8_workspace_bytes(c->n_tok, c->n_in);
+    int8_t *d_q_alloc = em_gpu_poisoned(n_w + c->w_off + 1);
+    float *d_sc = em_gpu_dup(sc, sizeof(float) * c->n_out);
+    float *d_x = em_gpu_dup(x, n_x * 4);
+    float *d_y = em_gpu_poisoned(n_y * 4);
+    void *d_ws = em_gpu_poisoned(ws_bytes);
+    int8_t *d_q = d_q_alloc ? d_q_alloc + c->w_off : NULL;
+    int ok = d_q_alloc && d_sc && d_x && d_y && d_ws && em_cuda_memcpy(d_q, q, n_w) == EM_OK;
+    em_linear_args ga = ra;
+    ga.w = d_q;
+    ga.w_scale = d_sc;
+    ga.x = d_x;
+    ga.y = d_y;
+    CHECK(em_cuda_gemm_supported(&ga));
+    em_status st = ok ? em_cuda_gemm(h, &ga, d_ws, ws_bytes, NULL) : EM_ERR_DEVICE;
+    if (st == EM_OK) st = em_cuda_sync(NULL);
+    CHECK_MSG(st == EM_OK, "%s: %s (%s)", label, em_status_str(st), em_last_error());
+    double err = INFINITY, err_ex = INFINITY;
+    if (st == EM_OK && em_gpu_fetch(y_got, d_y, n_y * 4)) {
+        err = em_gpu_check_rows(label, y_got, y_ref, c->n_tok, c->n_out, ys, 1, TOL_BF16);
+        char l2[260];
+        snprintf(l2, sizeof l2, "%s vs bf16 twin on bf16(x), bf16(q*s)", label);
+        err_ex = em_gpu_check_rows(l2, y_got, y_ex, c->n_tok, c->n_out, ys, 1, TOL_EXACT);
+    }
+    printf("  INT8 %-49s %6u x %5u, n_tok %4u: rel err %.2e (vs bf16 twin %.2e) %s\n", c->what, c->n_out, c->n_in,
+           c->n_tok, err, err_ex, err <= TOL_BF16 && err_ex <= TOL_EXACT ? "ok" : "FAIL");
+    em_cuda_free(d_q_alloc), em_cuda_free(d_sc), em_cuda_free(d_x), em_cuda_free(d_y), em_cuda_free(d_ws);
+    free(q), free(sc), free(wd), free(x), free(xr), free(y_ref), free(y_ex), free(y_got);
+}
+
 static void check_refusals(void *h) {
     float f = 0;
     char ws[64];
     em_linear_args a = { .w = &f, .w_dtype = EM_DTYPE_F32, .x = &f, .y = &f, .n_tok = 1, .n_in = 1, .n_out = 1 };
     CHECK(!em_cuda_gemm_supported(&a));
     CHECK_STATUS(em_cuda_gemm(h, &a, ws, sizeof ws, NULL), EM_ERR_UNSUPPORTED); /* F32 weights: em_cuda_linear */
+    a.w_dtype = EM_DTYPE_I8; /* INT8 without scales */
+    CHECK(!em_cuda_gemm_supported(&a));
+    CHECK_STATUS(em_cuda_gemm(h, &a, ws, sizeof ws, NULL), EM_ERR_UNSUPPORTED);
+    a.w_scale = &f;
+    CHECK(em_cuda_gemm_supported(&a));
+    CHECK_STATUS(em_cuda_gemm(h, &a, ws, sizeof ws, NULL), EM_ERR_INVALID_ARG); /* no room for the slab */
+    a.w_scale = NULL;
     a.w_dtype = EM_DTYPE_BF16;
     CHECK_STATUS(em_cuda_gemm(h, &a, ws, sizeof ws, NULL), EM_ERR_INVALID_ARG); /* workspace too small */
     a.x_stride = 0;
@@ -333,6 +430,7 @@ int main(int argc, char **argv) {
     em_rng rng;
     em_rng_seed(&rng, 8);
     for (size_t i = 0; i < LEN(cases); i++) run_case(&cases[i], &rng, h);
+    for (size_t i = 0; i < LEN(i8_cases); i++) run_case_i8(&i8_cases[i], &rng, h);
     if (env.perf) {
         perf_prefill(h, 512, &rng);
         perf_prefill(h, 8192, &rng);

@@ -55,6 +55,8 @@ static const mlp_case cases[] = {
     { 192, 768, EM_ACT_GELU, 128, EM_DTYPE_BF16, 1, "bundled hybrid, chunk 128, GEMM" },
     { 192, 768, EM_ACT_RELU2, 33, EM_DTYPE_BF16, 1, "bundled shape, relu2, 33, GEMM" },
     { 4096, 16384, EM_ACT_GELU, 64, EM_DTYPE_BF16, 1, "hybrid 8B, chunk 64, GEMM" },
+    { 192, 768, EM_ACT_GELU, 33, EM_DTYPE_I8, 1, "bundled shape, int8, 33, GEMM (slabs)" },
+    { 4096, 16384, EM_ACT_GELU, 40, EM_DTYPE_I8, 1, "hybrid 8B, int8, chunk 40, GEMM (slabs)" },
 };
 
 static const char *act_name(uint32_t a) { return a == EM_ACT_GELU ? "gelu" : a == EM_ACT_RELU2 ? "relu2" : "silu"; }
@@ -99,7 +101,9 @@ static void run_case(const mlp_case *c, em_rng *rng, void *gemm) {
     float *d_ups = up_s ? em_gpu_dup(up_s, ff * 4) : NULL, *d_dns = dn_s ? em_gpu_dup(dn_s, d * 4) : NULL;
     float *d_x = em_gpu_dup(x, (size_t)nt * d * 4), *d_h = em_gpu_poisoned((size_t)nt * ff * 4);
     float *d_y = em_gpu_poisoned((size_t)nt * d * 4);
-    size_t ws_bytes = c->gemm ? em_cuda_gemm_workspace_bytes(nt, ff > d ? ff : d) : 0;
+    size_t ws_bytes = !c->gemm                 ? 0
+                      : c->dtype == EM_DTYPE_I8 ? em_cuda_gemm_i8_workspace_bytes(nt, ff > d ? ff : d)
+                                                : em_cuda_gemm_workspace_bytes(nt, ff > d ? ff : d);
     void *d_ws = c->gemm ? em_gpu_poisoned(ws_bytes) : NULL;
     const int ok = d_up && d_dn && d_x && d_h && d_y && (!up_s || (d_ups && d_dns)) && (!c->gemm || d_ws);
     em_mlp_args ga = ra;
