@@ -206,6 +206,10 @@ typedef struct em_plan_report {
                                    memory_limit when that is smaller */
     uint32_t max_prefill_chunk; /* the chunk the plan was made for */
     em_backend backend;
+    uint32_t max_context_fit;   /* the largest max_context (up to the options' limit, 1 << 24) whose session fits
+                                   available_bytes with the other options unchanged: what the KV cache of a hybrid
+                                   can grow to here. The limit itself for models without attention layers (no KV
+                                   cache) when the session fits; 0 when not even one token's fits. */
 } em_plan_report;
 
 /** Computes every byte a session with these options needs, without allocating.

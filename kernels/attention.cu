@@ -73,6 +73,7 @@
 #include <type_traits>
 
 #include "cuda_ops.h"
+#include "workspace.h"
 extern "C" {
 #include "util.h" /* em_fail */
 }
@@ -82,8 +83,7 @@ extern "C" {
 #define EM_ATTN_WARPS 4                     /* warps per block, every kernel but combine */
 #define EM_ATTN_THREADS (EM_ATTN_WARPS * 32)
 #define EM_ATTN_T 4                         /* decode: key rows per lane group per iteration */
-#define EM_ATTN_UNIT 64u                    /* decode: rows per split are a multiple of this */
-#define EM_ATTN_MAX_SPLITS 256u             /* decode: the workspace is sized for this many */
+/* EM_ATTN_UNIT (rows per split are a multiple of it), EM_ATTN_MAX_SPLITS, em_attn_splits_max: kernels/workspace.h */
 #define EM_ATTN_PF_R 4                      /* prefill: query rows per warp */
 #define EM_ATTN_PF_BQ (EM_ATTN_WARPS * EM_ATTN_PF_R) /* prefill: query rows per block */
 #define EM_ATTN_PF_BK 32                    /* prefill: keys per tile (one per lane) */
@@ -512,11 +512,6 @@ static em_status em_attn_launched(const char *kernel, const em_attn_dev_args *a)
                    cudaGetErrorString(e));
 }
 
-static uint32_t em_attn_splits_max(uint32_t ctx) {
-    const uint32_t units = (uint32_t)(((uint64_t)ctx + EM_ATTN_UNIT - 1) / EM_ATTN_UNIT);
-    return units < 1 ? 1 : units > EM_ATTN_MAX_SPLITS ? EM_ATTN_MAX_SPLITS : units;
-}
-
 /* Decode's split count: about one wave of resident blocks, at most one split per EM_ATTN_UNIT rows of the context
  * (max_ctx when the position is read on the device), then as few as give the same rows a split. */
 static uint32_t em_attn_split_count(const em_attn_dev_args *a) {
@@ -529,9 +524,7 @@ static uint32_t em_attn_split_count(const em_attn_dev_args *a) {
     return (ctx + L - 1) / L;
 }
 
-extern "C" size_t em_cuda_attention_workspace_bytes(uint32_t max_ctx, uint32_t n_head, uint32_t head_dim) {
-    return (size_t)em_attn_splits_max(max_ctx) * n_head * ((size_t)head_dim + 2) * sizeof(float) + 256;
-}
+/* em_cuda_attention_workspace_bytes: kernels/workspace.c */
 
 extern "C" int em_cuda_attention_supported(const em_attn_dev_args *a) {
     if (!a || !a->q || !a->k || !a->v || !a->k_cache || !a->v_cache || !a->out) return 0;

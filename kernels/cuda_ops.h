@@ -14,6 +14,8 @@
 
 #include "ops.h"
 
+#include "workspace.h" /* the launchers' workspace sizes: declared in every build */
+
 #ifdef EM_HAVE_CUDA
 
 #ifdef __cplusplus
@@ -123,7 +125,7 @@ em_status em_cuda_argmax(const float *x, uint32_t n, int32_t *out_dev, void *str
  *  0 for a chunk it does not take. Includes 256 bytes of alignment slack (any workspace pointer is fine).
  *  8B shape (H 128, P 64, N 128, G 8), chunk 128: ~19.4 MB at 512 tokens, ~310 MB at 8192 (the chunk states,
  *  n_tok / chunk x 4.2 MB, dominate). */
-size_t em_cuda_ssd_workspace_bytes(uint32_t max_tok, uint32_t H, uint32_t P, uint32_t N, uint32_t G, uint32_t chunk);
+/*  size_t em_cuda_ssd_workspace_bytes(max_tok, H, P, N, G, chunk): declared in kernels/workspace.h */
 /** @return 1 if em_cuda_ssd takes these arguments: pointers set, G > 0, H % G == 0, H <= 65535, chunk 0/64/128/256,
  *  dt_min <= dt_max, dt_max > 0, strides at least the row lengths. Any P, N, n_tok, alignment. */
 int em_cuda_ssd_supported(const em_ssd_args *a);
@@ -146,10 +148,10 @@ em_status em_cuda_gemm_create(void **h);
 void em_cuda_gemm_destroy(void *h); /* NULL is a no-op */
 /** Workspace em_cuda_gemm needs for n_tok <= max_tok and n_in <= max_n_in: 32 MiB for cuBLASLt + the bf16 copy of
  *  x (max_tok * max_n_in * 2 bytes) + 256 bytes of alignment slack. */
-size_t em_cuda_gemm_workspace_bytes(uint32_t max_tok, uint32_t max_n_in);
+/*  size_t em_cuda_gemm_workspace_bytes(max_tok, max_n_in): declared in kernels/workspace.h */
 /** The same for INT8 weights: + a 32 MiB bf16 slab that W's rows are dequantized into, a slab at a time (at least 64
  *  rows of max_n_in). */
-size_t em_cuda_gemm_i8_workspace_bytes(uint32_t max_tok, uint32_t max_n_in);
+/*  size_t em_cuda_gemm_i8_workspace_bytes(max_tok, max_n_in): declared in kernels/workspace.h */
 /** @return 1 if em_cuda_gemm takes these arguments: w_dtype BF16, or I8 with w_scale (else the launcher says
  *  EM_ERR_UNSUPPORTED: use em_cuda_linear), x, y (and W when n_in, n_out > 0) set, strides at least the row lengths.
  *  Any alignment. */
@@ -175,7 +177,7 @@ em_status em_cuda_gemm_prepare(void *h, const em_linear_args *a, void *ws, size_
 /** Workspace em_cuda_attention needs for decode (n_tok == 1) with a cache of max_ctx rows: the split-K partials,
  *  min(256, ceil(max_ctx / 64)) x n_head x (head_dim + 2) floats + 256 bytes of alignment slack (hybrid 8B, 32 heads
  *  x 128, any max_ctx >= 16K: 4.3 MB). Prefill needs none. Plan it once; layers share it (stream order). */
-size_t em_cuda_attention_workspace_bytes(uint32_t max_ctx, uint32_t n_head, uint32_t head_dim);
+/*  size_t em_cuda_attention_workspace_bytes(max_ctx, n_head, head_dim): declared in kernels/workspace.h */
 /** @return 1 if em_cuda_attention takes these arguments: pointers set, head_dim 64 or 128, n_head % n_kv_head == 0,
  *  pos + n_tok <= max_ctx (n_tok <= max_ctx with pos_dev), rope_dims even and <= head_dim (rope_base > 0 when on), finite scale, strides 0 or at least
  *  the row lengths, k_cache and v_cache 16-byte aligned. q, k, v, out: any alignment. */

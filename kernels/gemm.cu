@@ -55,14 +55,13 @@
 #include <cuda_runtime.h>
 
 #include "cuda_ops.h"
+#include "workspace.h"
 extern "C" {
 #include "util.h" /* em_fail */
 }
 
 #define EM_GEMM_CACHE 64                /* shapes remembered per handle */
-#define EM_GEMM_LT_WS ((size_t)32 << 20) /* cuBLASLt workspace: NVIDIA's recommendation for Hopper */
-#define EM_GEMM_I8_SLAB ((size_t)32 << 20) /* INT8 weights: the bf16 slab of dequantized rows */
-#define EM_GEMM_I8_ROWS 64u                 /* slabs are a multiple of this many rows (but the last) */
+/* EM_GEMM_LT_WS (cuBLASLt's workspace), EM_GEMM_I8_SLAB, EM_GEMM_I8_ROWS: kernels/workspace.h */
 
 // ---- the handle ---------------------------------------------------------------------------------------
 
@@ -113,19 +112,7 @@ extern "C" void em_cuda_gemm_destroy(void *h) {
     free(g);
 }
 
-extern "C" size_t em_cuda_gemm_workspace_bytes(uint32_t max_tok, uint32_t max_n_in) {
-    return 256 /* alignment slack */ + EM_GEMM_LT_WS + (((size_t)max_tok * max_n_in * 2 + 255) & ~(size_t)255);
-}
-
-/* The slab for rows of n_in: EM_GEMM_I8_SLAB, or EM_GEMM_I8_ROWS rows if those are more (n_in > 256K). */
-static size_t i8_slab_bytes(uint32_t n_in) {
-    const size_t min_rows = (size_t)EM_GEMM_I8_ROWS * n_in * 2;
-    return min_rows > EM_GEMM_I8_SLAB ? min_rows : EM_GEMM_I8_SLAB;
-}
-
-extern "C" size_t em_cuda_gemm_i8_workspace_bytes(uint32_t max_tok, uint32_t max_n_in) {
-    return em_cuda_gemm_workspace_bytes(max_tok, max_n_in) + i8_slab_bytes(max_n_in);
-}
+/* em_cuda_gemm_workspace_bytes, em_cuda_gemm_i8_workspace_bytes: kernels/workspace.c */
 
 // ---- x to bf16 ---------------------------------------------------------------------------------------
 

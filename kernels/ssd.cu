@@ -62,6 +62,7 @@
 #include <mma.h>
 
 #include "cuda_ops.h"
+#include "workspace.h"
 extern "C" {
 #include "util.h" /* em_fail */
 }
@@ -414,14 +415,8 @@ __global__ void __launch_bounds__(SSD_THREADS, 2) em_ssd_out(const em_ssd_kp k) 
 
 static uint32_t ssd_chunk(uint32_t chunk) { return chunk ? chunk : EM_SSD_CHUNK; }
 
-extern "C" size_t em_cuda_ssd_workspace_bytes(uint32_t max_tok, uint32_t H, uint32_t P, uint32_t N, uint32_t G,
-                                              uint32_t chunk) {
-    const uint32_t Q = ssd_chunk(chunk);
-    if (Q % SSD_T != 0 || Q > EM_SSD_MAX_CHUNK) return 0;
-    const size_t nc = ((size_t)max_tok + Q - 1) / Q, Lp = nc * Q;
-    return 256 /* alignment slack for the caller's pointer */ + 2 * ssd_align((size_t)H * Lp * 4) +
-           ssd_align(nc * G * Q * Q * 4) + ssd_align(nc * H * P * (size_t)N * 4);
-}
+/* em_cuda_ssd_workspace_bytes: kernels/workspace.c (the same regions as ssd_carve below) */
+static_assert(SSD_T == EM_SSD_TILE, "kernels/workspace.h's tile is this file's");
 
 extern "C" int em_cuda_ssd_supported(const em_ssd_args *a) {
     if (!a || !a->x || !a->dt || !a->B || !a->C || !a->A || !a->D || !a->dt_bias || !a->state || !a->y) return 0;

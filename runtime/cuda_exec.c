@@ -45,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dev_plan.h"
 #include "session.h"
 #include "util.h"
 
@@ -101,8 +102,6 @@ em_status em_cuda_session_restored(struct em_session *s, int have_logits) {
 
 #include "cuda_ops.h"
 #include "cuda_rt.h"
-
-#define EM_DEV_ALIGN 256u
 
 typedef struct em_cuda_model {
     int device;
@@ -233,82 +232,12 @@ void em_cuda_model_free(em_model *m) {
     m->cuda = NULL;
 }
 
-// ---- plan: the one layout function for plan and create -------------------------------------------------
+// ---- plan: the layout is runtime/dev_plan.c's (also used without a device) ------------------------------
 
-typedef struct em_dev_layout {
-    size_t conv, ssm, x, xn, proj, xbc, y, delta, sumsq, logits, tok, next, total, state_bytes;
-    size_t gemm_ws, gemm_ws_bytes, ssd_ws, ssd_ws_bytes;
-    size_t pos, kv, kv_bytes, qkv, att, ff, attn_ws, attn_ws_bytes;
-    int gemm_i8; /* the GEMM workspace holds the INT8 slab (EM_I8_PREFILL=gemm) */
-} em_dev_layout;
-
-/* Prefill chunks of more than EM_GEMM_MIN_TOK tokens run in_proj / out_proj as cuBLASLt GEMMs (the GEMV re-reads
- * the weights every 8 tokens), chunks of at least EM_SSD_MIN_TOK the chunked SSD scan (the sequential scan costs
- * ~0.7 us a token on the 8B shape; the SSD scan's five launches a fixed few us). docs/prefill.md. */
-#define EM_GEMM_MIN_TOK 8u
-#define EM_SSD_MIN_TOK 32u
-
-/* INT8 weights in prompt chunks: EM_I8_PREFILL=gemm dequantizes W a 32 MiB slab at a time into bf16 for the
- * cuBLASLt GEMM (kernels/gemm.cu; W read once a chunk), anything else keeps the INT8 GEMV over groups of 8 tokens
- * (W read every 8 tokens: 942 tok/s at pp512 on the 8B shape). The GEMM form was written in a session without a
- * device: it stays opt-in until test_gemm_cuda / test_int8_accuracy_cuda pass and gpu-bench has measured both
- * (docs/int8.md). Read when a session is planned; the slab is planned only when it is used. */
-static int i8_prefill_gemm(const em_model *m) {
-    const char *e = getenv("EM_I8_PREFILL");
-    if (!e || strcmp(e, "gemm") != 0) return 0;
-    for (uint32_t i = 0; i < m->blob.n_tensors; i++)
-        if (m->blob.tensors[i].dtype == EM_DTYPE_I8) return 1;
-    return 0;
-}
-
-static size_t dtake(size_t *c, size_t bytes) {
-    size_t at = (*c + EM_DEV_ALIGN - 1) & ~(size_t)(EM_DEV_ALIGN - 1);
-    *c = at + bytes;
-    return at;
-}
-
-static void dev_layout(const em_model *m, uint32_t T, uint32_t max_ctx, em_dev_layout *l) {
-    em_dims d = em_model_dims(m);
-    const em_blob_config *cf = &m->cfg;
-    size_t f = sizeof(float), c = 0;
-    const size_t dq = (size_t)cf->attn_n_head * cf->attn_head_dim, dkv = (size_t)cf->attn_n_kv_head * cf->attn_head_dim;
-    l->conv = dtake(&c, f * m->n_mamba2 * d.conv_dim * (d.K - 1));
-    l->ssm = dtake(&c, f * m->n_mamba2 * d.H * d.P * d.N);
-    l->pos = dtake(&c, sizeof(uint32_t));
-    l->state_bytes = c; /* zeroed by reset: the states and the position */
-    l->kv_bytes = m->n_attn ? 2 * sizeof(uint16_t) * m->n_attn * (size_t)max_ctx * dkv : 0;
-    l->kv = l->kv_bytes ? dtake(&c, l->kv_bytes) : 0;
-    l->x = dtake(&c, f * T * d.d);
-    l->xn = dtake(&c, f * T * d.d);
-    l->proj = dtake(&c, f * T * d.d_in_proj);
-    l->xbc = dtake(&c, f * T * d.conv_dim);
-    l->y = dtake(&c, f * T * d.d_inner);
-    l->delta = dtake(&c, f * T * d.d);
-    l->sumsq = dtake(&c, f * d.H);
-    l->logits = dtake(&c, f * d.vocab);
-    l->tok = dtake(&c, sizeof(int32_t) * T);
-    l->next = dtake(&c, sizeof(int32_t));
-    size_t max_in = d.d > d.d_inner ? d.d : d.d_inner; /* the widest GEMM input: d, d_inner, d_ff, Hq hd */
-    if (m->n_mlp && cf->d_ff > max_in) max_in = cf->d_ff;
-    if (m->n_attn && dq > max_in) max_in = dq;
-    l->gemm_i8 = i8_prefill_gemm(m);
-    l->gemm_ws_bytes = T <= EM_GEMM_MIN_TOK ? 0
-                       : l->gemm_i8        ? em_cuda_gemm_i8_workspace_bytes(T, (uint32_t)max_in)
-                                           : em_cuda_gemm_workspace_bytes(T, (uint32_t)max_in);
-    l->gemm_ws = l->gemm_ws_bytes ? dtake(&c, l->gemm_ws_bytes) : 0;
-    l->ssd_ws_bytes = T >= EM_SSD_MIN_TOK ? em_cuda_ssd_workspace_bytes(T, d.H, d.P, d.N, d.G, 0) : 0;
-    l->ssd_ws = l->ssd_ws_bytes ? dtake(&c, l->ssd_ws_bytes) : 0;
-    l->qkv = m->n_attn ? dtake(&c, f * T * (dq + 2 * dkv)) : 0;
-    l->att = m->n_attn ? dtake(&c, f * T * dq) : 0;
-    l->ff = m->n_mlp ? dtake(&c, f * T * cf->d_ff) : 0;
-    l->attn_ws_bytes = m->n_attn ? em_cuda_attention_workspace_bytes(max_ctx, cf->attn_n_head, cf->attn_head_dim) : 0;
-    l->attn_ws = l->attn_ws_bytes ? dtake(&c, l->attn_ws_bytes) : 0;
-    l->total = (c + EM_DEV_ALIGN - 1) & ~(size_t)(EM_DEV_ALIGN - 1);
-}
 
 em_status em_cuda_plan(const em_model *m, uint32_t T, uint32_t max_context, em_plan_report *r) {
     em_dev_layout l;
-    dev_layout(m, T, max_context, &l);
+    em_dev_layout_compute(m, T, max_context, &l);
     r->state_bytes = l.state_bytes;
     r->workspace_bytes = l.total - l.state_bytes;
     /* cuBLASLt's workspace and the bf16 copy of x (in the block), and what the library keeps resident (measured
@@ -618,7 +547,7 @@ em_status em_cuda_session_create(em_session *s) {
     if (!cs) return em_fail(EM_ERR_OUT_OF_MEMORY, "out of memory");
     s->cuda = cs;
     em_dev_layout l;
-    dev_layout(m, s->T, s->max_context, &l);
+    em_dev_layout_compute(m, s->T, s->max_context, &l);
     em_status st = em_cuda_malloc(&cs->block, l.total);
     if (st != EM_OK) { em_cuda_session_free(s); return st; }
     uint8_t *b = cs->block;

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "cuda_exec.h"
+#include "dev_plan.h"
 #include "model.h"
 #include "ops.h"
 #include "session.h"
@@ -104,12 +105,39 @@ static em_status check_options(const em_model *m, const em_session_options *o, u
     if (o->max_prefill_chunk > EM_MAX_CHUNK)
         return em_fail(EM_ERR_INVALID_ARG, "session options: max_prefill_chunk %u is over %u", o->max_prefill_chunk,
                        EM_MAX_CHUNK);
-    if (o->max_context == 0 || o->max_context > (1u << 24))
+    if (o->max_context == 0 || o->max_context > EM_MAX_CONTEXT_OPTION)
         return em_fail(EM_ERR_INVALID_ARG, "session options: max_context %u is out of range (1..%u)", o->max_context,
-                       1u << 24);
+                       EM_MAX_CONTEXT_OPTION);
     *T = o->max_prefill_chunk ? o->max_prefill_chunk
                               : (m->backend == EM_BACKEND_CUDA ? EM_CUDA_DEFAULT_CHUNK : EM_CPU_DEFAULT_CHUNK);
     return EM_OK;
+}
+
+/* The session's bytes at max_context ctx (prefill chunk T) on the model's backend, less what does not depend on
+ * the layout (the CUDA libraries' resident code: the caller adds it back). */
+static size_t session_bytes_at(const em_model *m, uint32_t T, uint32_t ctx) {
+    if (m->backend == EM_BACKEND_CUDA) {
+        em_dev_layout l;
+        em_dev_layout_compute(m, T, ctx, &l);
+        return l.total;
+    }
+    em_layout_plan p;
+    layout(m, T, ctx, &p);
+    return p.total;
+}
+
+/* em_plan_report.max_context_fit: a binary search over the context (the sizes grow with it). */
+static uint32_t max_context_fit(const em_model *m, uint32_t T, size_t fixed, size_t available) {
+    const uint32_t cap = EM_MAX_CONTEXT_OPTION;
+    if (!available || fixed + session_bytes_at(m, T, 1) > available) return 0;
+    if (fixed + session_bytes_at(m, T, cap) <= available) return cap;
+    uint32_t lo = 1, hi = cap; /* lo fits, hi does not */
+    while (hi - lo > 1) {
+        const uint32_t mid = lo + (hi - lo) / 2;
+        if (fixed + session_bytes_at(m, T, mid) <= available) lo = mid;
+        else hi = mid;
+    }
+    return lo;
 }
 
 EM_API em_status em_plan(const em_model *m, const em_session_options *opts, em_plan_report *r) {
@@ -126,6 +154,8 @@ EM_API em_status em_plan(const em_model *m, const em_session_options *opts, em_p
         if (o.memory_limit && o.memory_limit < r->available_bytes) r->available_bytes = o.memory_limit;
         r->max_prefill_chunk = T;
         r->backend = m->backend;
+        const size_t fixed = r->session_bytes - session_bytes_at(m, T, o.max_context); /* the libraries' code */
+        r->max_context_fit = max_context_fit(m, T, fixed, r->available_bytes);
         if (r->session_bytes > r->available_bytes)
             return em_fail(EM_ERR_PLAN_TOO_LARGE, "em_plan: the session needs %zu bytes of device memory, %zu are free",
                            r->session_bytes, r->available_bytes);
@@ -141,6 +171,7 @@ EM_API em_status em_plan(const em_model *m, const em_session_options *opts, em_p
         r->available_bytes = o.memory_limit; /* the caller's budget for this session */
     r->max_prefill_chunk = T;
     r->backend = m->backend;
+    r->max_context_fit = max_context_fit(m, T, 0, r->available_bytes);
     if (r->available_bytes && r->session_bytes > r->available_bytes)
         return em_fail(EM_ERR_PLAN_TOO_LARGE, "em_plan: the session needs %zu bytes, %zu are available",
                        r->session_bytes, r->available_bytes);

@@ -8,6 +8,8 @@
 
 #include "model.h"
 
+#define EM_MAX_CONTEXT_OPTION (1u << 24) /* em_session_options.max_context: 1..this */
+
 struct em_session {
     em_model *model;
     em_dims dim;

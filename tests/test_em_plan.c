@@ -8,9 +8,15 @@
  *   - each profile's datasheet bandwidth (this test's own table: 68, 102, 204.8, 273, 3352, 4800 GB/s) and
  *     read efficiency, the ceiling (bandwidth / bytes) and the projection (roofline x efficiency x ceiling),
  *     at batch 1 and at batch 4 with --roofline 0.5;
- *   - fits: every profile holds a tiny model at 4096 context; at a 16M-token context the hybrid's KV cache
- *     (2 layers x 16M x 2 heads x 16 x 4 B x 2 = 8.6 GB) no longer fits the Orin Nano 8GB (5.2 GB usable)
- *     but fits the Orin NX 16GB and up; --meminfo with a small and a large fake MemAvailable says no and yes;
+ *   - the KV cache is the CUDA backend's (bf16: 2 bytes an element; the device profiles run that backend, not
+ *     this host's f32 CPU one);
+ *   - fits: every profile holds a tiny model at 4096 context; two sessions at a 16M-token context, whose KV
+ *     caches (2 x 2 layers x 16M x 2 heads x 16 x 2 B x 2 = 8.6 GB) no longer fit the Orin Nano 8GB (5.2 GB
+ *     usable) but fit the Orin NX 16GB and up; --meminfo with a small and a large fake MemAvailable says no and yes;
+ *   - max context (the hybrid): at most (usable - weights - staging) / KV per token, at least that less 256 MB
+ *     for the session's fixed part (activations, 32 MiB of cuBLASLt workspace; a few MB for the fixtures), capped
+ *     at the options' 16M; em-plan at that context fits and one token more does not (when under the cap); a
+ *     model without attention layers fits any context (the cap);
  *   - bad options and a missing blob fail with a message, not a wrong table.
  * Sizes are compared to within 256 bytes (em_plan aligns its regions to 64 bytes), speeds to within the
  * relative error that allows (256 B / bytes per step, 8e-4 for the 318 KB steps of the tiny Mamba-2).
@@ -79,7 +85,7 @@ static int read_hf(const char *path, double mb, hf_model *m) {
     m->embd_row = mb * d;
     m->weights = m->embd + (tied ? 0 : mb * V * d) + 4 * d + m->n_mamba * mamba + m->n_attn * attn + m->n_mlp * mlp;
     m->state = m->n_mamba * 4 * (H * P * N + conv_dim * (K - 1));
-    m->kv_per_token = m->n_attn * 2 * nkv * hd * 4; /* f32 K and V */
+    m->kv_per_token = m->n_attn * 2 * nkv * hd * 2; /* bf16 K and V: the CUDA backend's cache */
     cJSON_Delete(c);
     return 1;
 }
@@ -102,7 +108,7 @@ static const struct { const char *name; int integrated; double gbps, eff, usable
 typedef struct row {
     char name[64];
     int integrated, fits;
-    double mem, usable, need, gbps, eff, roofline, step, ceiling, projected;
+    double mem, usable, need, gbps, eff, roofline, step, ceiling, projected, max_ctx;
 } row;
 
 /* Runs em-plan with args (NULL-terminated) into a file, parses its TSV. @return rows read, -1 on a bad exit. */
@@ -123,8 +129,10 @@ static int run(const char *dir, const char **args, row *rows, int max_rows, int 
     if (!fgets(line, sizeof line, f)) { fclose(f); return 0; } /* header */
     while (n < max_rows && fgets(line, sizeof line, f)) {
         row *r = &rows[n];
-        if (sscanf(line, "%63s %d %lf %lf %lf %d %lf %lf %lf %lf %lf %lf", r->name, &r->integrated, &r->mem, &r->usable,
-                   &r->need, &r->fits, &r->gbps, &r->eff, &r->roofline, &r->step, &r->ceiling, &r->projected) == 12)
+        r->max_ctx = -1;
+        if (sscanf(line, "%63s %d %lf %lf %lf %d %lf %lf %lf %lf %lf %lf %lf", r->name, &r->integrated, &r->mem, &r->usable,
+                   &r->need, &r->fits, &r->gbps, &r->eff, &r->roofline, &r->step, &r->ceiling, &r->projected,
+                   &r->max_ctx) >= 12)
             n++;
     }
     fclose(f);
@@ -188,12 +196,12 @@ int main(int argc, char **argv) {
     n = run(dir, (const char *[]){ "-m", blob, "-d", "thor-128gb", "--tsv", NULL }, rows, 16, &rc);
     CHECK(rc == 0 && n == 1 && !strcmp(rows[0].name, "thor-128gb"));
 
-    if (m.n_attn > 0) { /* the longest context: KV of 8.6 GB for the hybrid fixture */
+    if (m.n_attn > 0) { /* the longest context, two sessions: KV of 8.6 GB for the hybrid fixture */
         const double ctx = 16777216.0;
-        n = run(dir, (const char *[]){ "-m", blob, "-c", "16777216", "--tsv", NULL }, rows, 16, &rc);
+        n = run(dir, (const char *[]){ "-m", blob, "-c", "16777216", "-b", "2", "--tsv", NULL }, rows, 16, &rc);
         CHECK(rc == 0);
-        check_profiles("context 16M", rows, n, &m, 1, ctx, 0.892);
-        const double kv = m.kv_per_token * ctx;
+        check_profiles("context 16M, batch 2", rows, n, &m, 2, ctx, 0.892);
+        const double kv = 2 * m.kv_per_token * ctx;
         for (int i = 0; i < n && i < (int)N_WANT; i++) {
             const int want = m.weights + kv < WANT[i].usable; /* the workspace (MBs) is far from every margin */
             CHECK_MSG(rows[i].fits == want, "%s at 16M context: fits %d, want %d (needs %.0f, KV alone %.0f, usable %.0f)",
@@ -201,6 +209,36 @@ int main(int argc, char **argv) {
             CHECK(rows[i].need >= m.weights + kv);
         }
         CHECK(n > 2 && rows[0].fits == 0 && rows[2].fits == 1); /* Nano 8GB no, NX 16GB yes */
+    }
+
+    /* max context per profile, two sessions */
+    n = run(dir, (const char *[]){ "-m", blob, "-b", "2", "--tsv", NULL }, rows, 16, &rc);
+    CHECK(rc == 0 && n == (int)N_WANT);
+    for (int i = 0; i < n && i < (int)N_WANT; i++) {
+        const double cap = 16777216.0, staging = WANT[i].integrated ? 16777216.0 : 0;
+        if (m.n_attn == 0) {
+            CHECK_MSG(rows[i].max_ctx == cap, "%s: max context %.0f for a model without attention, want %.0f",
+                      rows[i].name, rows[i].max_ctx, cap);
+            continue;
+        }
+        const double room = WANT[i].usable - m.weights - staging, hi = room / (2 * m.kv_per_token);
+        const double lo = (room - 2 * 256e6) / (2 * m.kv_per_token);
+        const double want_hi = hi < cap ? hi : cap, want_lo = lo < cap ? lo : cap;
+        CHECK_MSG(rows[i].max_ctx <= want_hi + 1 && rows[i].max_ctx >= want_lo,
+                  "%s: max context %.0f outside [%.0f, %.0f]", rows[i].name, rows[i].max_ctx, want_lo, want_hi);
+        if (i == 0) printf("  orin-nano-8gb, 2 sessions: max context %.0f tokens (bounds %.0f..%.0f)\n", rows[i].max_ctx,
+                           want_lo, want_hi);
+        if (rows[i].max_ctx >= cap) continue;
+        char c0[32], c1[32];
+        snprintf(c0, sizeof c0, "%.0f", rows[i].max_ctx);
+        snprintf(c1, sizeof c1, "%.0f", rows[i].max_ctx + 1);
+        row one[2];
+        int n1 = run(dir, (const char *[]){ "-m", blob, "-b", "2", "-c", c0, "-d", rows[i].name, "--tsv", NULL }, one, 2,
+                     &rc);
+        CHECK_MSG(n1 == 1 && one[0].fits == 1, "%s: em-plan -c %s (its max context) does not fit", rows[i].name, c0);
+        n1 = run(dir, (const char *[]){ "-m", blob, "-b", "2", "-c", c1, "-d", rows[i].name, "--tsv", NULL }, one, 2,
+                 &rc);
+        CHECK_MSG(n1 == 1 && one[0].fits == 0, "%s: em-plan -c %s (one past its max context) fits", rows[i].name, c1);
     }
 
     /* live: a fake /proc/meminfo */

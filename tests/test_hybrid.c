@@ -9,7 +9,9 @@
  *     EM_ERR_CONTEXT_FULL with a message, runs nothing, and the session stays usable (state and logits as they
  *     were; decode up to the limit; reset; a shorter prompt); pure Mamba-2 models have no limit;
  *   - the plan: kv_bytes = 2 * 4 * n_attn * max_context * n_kv_head * head_dim, and it scales with max_context;
- *     a session in the caller's buffer behaves the same;
+ *     a session in the caller's buffer behaves the same; max_context_fit under a memory_limit is the last context
+ *     whose plan fits (that context plans EM_OK, one more EM_ERR_PLAN_TOO_LARGE; within the KV arithmetic's
+ *     bound), the option limit for a pure Mamba-2 model, 0 when nothing fits;
  *   - variants: a pattern from the allocation algorithm, attention first, no Mamba layer at all, RoPE on,
  *     relu2 / GELU / SiLU, bf16 matrices with tied embeddings;
  *   - configs the executor cannot run are refused with named statuses.
@@ -256,6 +258,10 @@ static void test_context_limit(void) {
         em_plan_report pr;
         CHECK_STATUS(em_plan(mm, &so, &pr), EM_OK);
         CHECK(pr.kv_bytes == 0);
+        so.memory_limit = pr.session_bytes; /* no KV cache: any context fits a budget that holds the session */
+        CHECK_STATUS(em_plan(mm, &so, &pr), EM_OK);
+        CHECK_MSG(pr.max_context_fit == 1u << 24, "pure Mamba-2: max_context_fit %u", pr.max_context_fit);
+        so.memory_limit = 0;
         CHECK_STATUS(em_session_create(mm, &so, &s), EM_OK);
         if (s) {
             CHECK_STATUS(em_session_prefill(s, g_tok, NTOK, EM_LOGITS_LAST, NULL), EM_OK);
@@ -285,6 +291,23 @@ static void test_plan(void) {
     CHECK(b.session_bytes - a.session_bytes == b.kv_bytes - a.kv_bytes);
     CHECK(a.state_bytes == b.state_bytes && a.workspace_bytes == b.workspace_bytes);
     CHECK(a.session_bytes >= a.state_bytes + a.kv_bytes + a.workspace_bytes);
+    /* the longest context a memory budget holds: 10 MB (the KV grows by per_pos a token) */
+    so.max_context = 1000;
+    so.memory_limit = 10u << 20;
+    CHECK_STATUS(em_plan(m, &so, &a), EM_OK);
+    const size_t fixed = a.session_bytes - a.kv_bytes; /* what does not grow with the context */
+    const double want = (double)(so.memory_limit - fixed) / (double)per_pos;
+    CHECK_MSG(a.max_context_fit <= want && a.max_context_fit + 1 >= want - 2, "max_context_fit %u, want ~%.1f",
+              a.max_context_fit, want);
+    so.max_context = a.max_context_fit;
+    CHECK_STATUS(em_plan(m, &so, &b), EM_OK);
+    so.max_context = a.max_context_fit + 1;
+    CHECK_STATUS(em_plan(m, &so, &b), EM_ERR_PLAN_TOO_LARGE);
+    CHECK(b.max_context_fit == a.max_context_fit); /* reported on a plan that does not fit too */
+    so.memory_limit = fixed / 2; /* not even one token */
+    CHECK_STATUS(em_plan(m, &so, &b), EM_ERR_PLAN_TOO_LARGE);
+    CHECK(b.max_context_fit == 0);
+    so.memory_limit = 0;
     /* a session in the caller's buffer: exactly session_bytes, the same logits */
     so.max_context = NTOK;
     CHECK_STATUS(em_plan(m, &so, &a), EM_OK);

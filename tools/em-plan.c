@@ -17,9 +17,12 @@
  * for every Jetson until measured on one; the H200 is assumed at the H100's. A batch of B is B sessions on one
  * model (one session holds one sequence in v0.1): the weights are read once per step for all B.
  *
- * Memory: need = weights + B x em_plan's session bytes (at the CUDA backend's prefill chunk, 512) + the
- * 16 MiB staging chunk on integrated GPUs (platform/device_policy.h: weights are read into device memory and
- * not held twice). Usable memory: the module's DRAM less what the OS keeps (Orin Nano 8GB: ~5.2 GB usable;
+ * Memory: need = weights + B x the CUDA backend's session block (runtime/dev_plan.c, the layout the executor
+ * allocates: f32 states, the bf16 KV cache, activations and the prefill workspaces at its prefill chunk, 512) +
+ * the 16 MiB staging chunk on integrated GPUs (platform/device_policy.h: weights are read into device memory and
+ * not held twice). Not counted: the code the CUDA libraries keep resident once loaded (the executor measures it
+ * at load on the device; tens of MB). Max context: the largest context (up to the 16M-token option limit) whose
+ * need still fits the usable memory; a model without attention layers has no KV cache, so any context fits. Usable memory: the module's DRAM less what the OS keeps (Orin Nano 8GB: ~5.2 GB usable;
  * Thor 128GB: ~122 GB visible to CUDA; edge.md) or HBM less 1 GiB of context on discrete GPUs. On a live
  * Jetson (--live, automatic when /etc/nv_tegra_release exists) the plan is also checked against
  * /proc/meminfo MemAvailable, which is what an integrated GPU can really allocate (cudaMemGetInfo reports
@@ -34,9 +37,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dev_plan.h"
 #include "device_policy.h"
 #include "edgemamba.h"
 #include "model.h"
+#include "session.h" /* EM_MAX_CONTEXT_OPTION */
 
 #define EM_PLAN_CUDA_CHUNK 512u           /* the CUDA backend's default prefill chunk (runtime/session.c) */
 #define EM_PLAN_ROOFLINE_H100 0.892       /* docs/benchmarks.md, 2026-11-23 (second session), commit a7c69f0, H100 */
@@ -107,6 +112,27 @@ typedef struct plan_numbers {
     double weights, embd, embd_row, session, state, kv, stream_bytes, per_seq_bytes;
 } plan_numbers;
 
+
+/* The CUDA session block at this context (bytes). */
+static double dev_session(const em_model *model, uint32_t context) {
+    em_dev_layout l;
+    em_dev_layout_compute(model, EM_PLAN_CUDA_CHUNK, context, &l);
+    return (double)l.total;
+}
+
+/* The largest context whose need (weights + batch sessions + extra) fits usable; 0 if none does. */
+static uint32_t max_context_fit(const em_model *model, double weights, double batch, double extra, double usable) {
+    if (weights + batch * dev_session(model, 1) + extra > usable) return 0;
+    uint32_t lo = 1, hi = EM_MAX_CONTEXT_OPTION; /* lo fits; find the last that does */
+    if (weights + batch * dev_session(model, hi) + extra <= usable) return hi;
+    while (hi - lo > 1) {
+        const uint32_t mid = lo + (hi - lo) / 2;
+        if (weights + batch * dev_session(model, mid) + extra <= usable) lo = mid;
+        else hi = mid;
+    }
+    return lo;
+}
+
 static int compute(em_model *model, uint32_t context, plan_numbers *pn) {
     em_session_options so = em_session_default_options();
     so.max_context = context;
@@ -119,10 +145,12 @@ static int compute(em_model *model, uint32_t context, plan_numbers *pn) {
         return 1;
     }
     memset(pn, 0, sizeof *pn);
+    em_dev_layout l; /* the device's session, not this host's CPU one (f32 KV, no GEMM workspace) */
+    em_dev_layout_compute(model, EM_PLAN_CUDA_CHUNK, context, &l);
     pn->weights = (double)r.weight_bytes;
-    pn->session = (double)r.session_bytes;
-    pn->state = (double)r.state_bytes;
-    pn->kv = (double)r.kv_bytes;
+    pn->session = (double)l.total;
+    pn->state = (double)r.state_bytes; /* the f32 conv + SSM states, as on the CPU */
+    pn->kv = (double)l.kv_bytes;       /* bf16 K and V */
     int e = em_blob_find(&model->blob, "embd");
     if (e < 0) { fprintf(stderr, "em-plan: the blob has no embd tensor\n"); return 1; }
     const em_blob_tensor *t = &model->blob.tensors[e];
@@ -182,12 +210,12 @@ int em_plan_tool_main(int argc, char **argv, FILE *out) {
     if (compute(model, (uint32_t)context, &pn) != 0) { em_model_close(model); return 1; }
     em_model_info info;
     em_model_get_info(model, &info);
-    em_model_close(model);
+    const int has_attn = model->n_attn > 0;
 
     const double B = (double)batch, step_bytes = pn.stream_bytes + B * pn.per_seq_bytes; /* B tokens per step */
     if (tsv)
         fprintf(out, "profile\tintegrated\tmem_bytes\tusable_bytes\tneed_bytes\tfits\tpeak_gbps\tread_eff\troofline"
-                     "\tbytes_per_step\tceiling_tok_s\tprojected_tok_s\n");
+                     "\tbytes_per_step\tceiling_tok_s\tprojected_tok_s\tmax_context\n");
     else {
         fprintf(out, "%s: %s, %u layers '%s', weights %.3f GB, session %.3f MB (context %ld, chunk %u), batch %ld\n",
                 path, info.name, info.n_layer, info.layer_pattern, pn.weights / 1e9, pn.session / 1e6, context,
@@ -197,8 +225,8 @@ int em_plan_tool_main(int argc, char **argv, FILE *out) {
                 step_bytes, pn.stream_bytes, batch, pn.per_seq_bytes, 2 * pn.state, pn.kv);
         fprintf(out, "projection: %.1f %% of the read bandwidth (H100-measured roofline fraction) x read efficiency\n\n",
                 100 * roofline);
-        fprintf(out, "%-20s %9s %9s %9s %4s %9s %6s %12s %12s\n", "device", "module", "usable", "needs", "fits",
-                "GB/s", "eff", "ceiling tok/s", "projected");
+        fprintf(out, "%-20s %9s %9s %9s %4s %9s %6s %12s %12s %12s\n", "device", "module", "usable", "needs", "fits",
+                "GB/s", "eff", "ceiling tok/s", "projected", "max context");
     }
     for (size_t p = 0; p < N_PROFILES; p++) {
         const em_device_profile *d = &PROFILES[p];
@@ -207,14 +235,19 @@ int em_plan_tool_main(int argc, char **argv, FILE *out) {
         const int fits = need <= d->usable_bytes;
         const double ceiling = B * d->peak_gbps * 1e9 / step_bytes;
         const double projected = roofline * d->read_eff * ceiling;
+        const uint32_t max_ctx = max_context_fit(model, pn.weights, B, d->integrated ? (double)EM_WEIGHT_CHUNK_DEFAULT : 0,
+                                                 d->usable_bytes);
+        char ctx_txt[32];
+        if (!has_attn && max_ctx) snprintf(ctx_txt, sizeof ctx_txt, "any");
+        else snprintf(ctx_txt, sizeof ctx_txt, "%u", max_ctx);
         if (tsv)
-            fprintf(out, "%s\t%d\t%.0f\t%.0f\t%.0f\t%d\t%.1f\t%.4f\t%.4f\t%.0f\t%.6g\t%.6g\n", d->name, d->integrated,
-                    d->mem_bytes, d->usable_bytes, need, fits, d->peak_gbps, d->read_eff, roofline, step_bytes, ceiling,
-                    projected);
+            fprintf(out, "%s\t%d\t%.0f\t%.0f\t%.0f\t%d\t%.1f\t%.4f\t%.4f\t%.0f\t%.6g\t%.6g\t%u\n", d->name,
+                    d->integrated, d->mem_bytes, d->usable_bytes, need, fits, d->peak_gbps, d->read_eff, roofline,
+                    step_bytes, ceiling, projected, max_ctx);
         else
-            fprintf(out, "%-20s %5.0f GiB %6.1f GB %6.2f GB %4s %9.1f %5.0f%% %13.1f %12.1f\n", d->name, d->mem_bytes / EM_PLAN_GIB,
-                    d->usable_bytes / 1e9, need / 1e9, fits ? "yes" : "NO", d->peak_gbps, 100 * d->read_eff, ceiling,
-                    projected);
+            fprintf(out, "%-20s %5.0f GiB %6.1f GB %6.2f GB %4s %9.1f %5.0f%% %13.1f %12.1f %12s\n", d->name,
+                    d->mem_bytes / EM_PLAN_GIB, d->usable_bytes / 1e9, need / 1e9, fits ? "yes" : "NO", d->peak_gbps,
+                    100 * d->read_eff, ceiling, projected, ctx_txt);
     }
     if (live) {
         const double avail = meminfo_available(meminfo ? meminfo : "/proc/meminfo");
@@ -228,6 +261,7 @@ int em_plan_tool_main(int argc, char **argv, FILE *out) {
         else
             fprintf(out, "\nthis machine: no MemAvailable in %s\n", meminfo ? meminfo : "/proc/meminfo");
     }
+    em_model_close(model);
     return 0;
 }
 
