@@ -55,8 +55,8 @@ const char *const em_cuda_op_names[EM_OP_COUNT] = { "embed", "rmsnorm+residual",
 #ifndef EM_HAVE_CUDA
 
 int em_cuda_model_supported(const em_model *m) { (void)m; return 0; }
-em_status em_cuda_model_load(em_model *m, int device) {
-    (void)m; (void)device;
+em_status em_cuda_model_load(em_model *m, const char *path, int device) {
+    (void)m; (void)path; (void)device;
     return em_fail(EM_ERR_NO_DEVICE, "this build of edgemamba has no CUDA backend (configure with -DEM_CUDA=ON)");
 }
 void em_cuda_model_free(em_model *m) { (void)m; }
@@ -100,8 +100,12 @@ em_status em_cuda_session_restored(struct em_session *s, int have_logits) {
 
 #include <cuda_runtime_api.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "cuda_ops.h"
 #include "cuda_rt.h"
+#include "device_policy.h"
 
 typedef struct em_cuda_model {
     int device;
@@ -110,6 +114,7 @@ typedef struct em_cuda_model {
     struct { EM_GLOBAL_TENSORS(EM_X_WREF) } g;  /* device pointers */
     em_layer *layers;                           /* [n_layer], device pointers */
     size_t lib_bytes;                           /* device memory cuBLASLt keeps once loaded (measured at load) */
+    int integrated;                             /* the GPU shares DRAM with the CPU (a Jetson) */
 } em_cuda_model;
 
 typedef struct em_cuda_session {
@@ -172,7 +177,47 @@ static em_wref to_dev(const em_model *m, const em_cuda_model *cm, em_wref w) {
     return d;
 }
 
-em_status em_cuda_model_load(em_model *m, int device) {
+/* Copies a staged chunk of the blob to the device (em_weights_read_drop's callback; synchronous, so the staging
+ * buffer can be refilled when it returns). */
+static em_status copy_h2d(void *dst, const void *src, size_t bytes, void *user) {
+    (void)user;
+    return em_cuda_memcpy(dst, src, bytes);
+}
+
+/* The blob's data section into cm->data by the path platform/device_policy chose (docs/jetson.md): DEVICE_COPY,
+ * one cudaMemcpy from the mapping (discrete GPUs); UNIFIED_READ_DROP, read through a pinned staging buffer with
+ * the file's pages dropped behind it, so that on a Jetson the weights are not held twice in the shared DRAM
+ * (integrated GPUs, or EM_WEIGHT_PATH=read-drop anywhere). ZERO_COPY is refused until it is measured. */
+static em_status load_weights(em_model *m, const char *path, em_cuda_model *cm, const em_device_attrs *a) {
+    em_weight_policy_options wo = em_weight_policy_default_options(); /* $EM_WEIGHT_PATH */
+    em_weight_decision d;
+    EM_TRY(em_weight_path_choose(a, cm->bytes, &wo, &d));
+    em_log(EM_LOG_INFO, "weights: %s (%s)", em_weight_path_name(d.path), d.reason);
+    if (d.path == EM_WEIGHTS_DEVICE_COPY) return em_cuda_memcpy(cm->data, m->blob.data, cm->bytes); /* the one copy */
+    if (d.path != EM_WEIGHTS_UNIFIED_READ_DROP)
+        return em_fail(EM_ERR_UNSUPPORTED, "weights: %s is not wired into the executor yet (unmeasured on a Jetson); "
+                       "EM_WEIGHT_PATH=read-drop or copy", em_weight_path_name(d.path));
+    if (!path) return em_fail(EM_ERR_INVALID_ARG, "weights: read-drop needs the blob's path");
+    /* pages of the blob's own mapping that were touched (the header, a verify_data hash) stay mapped and cannot be
+     * dropped: unmap them from this process first (a private read-only mapping: later reads fault them back) */
+    const long pg = sysconf(_SC_PAGESIZE);
+    const uintptr_t lo = (uintptr_t)m->blob.data & ~(uintptr_t)(pg - 1);
+    madvise((void *)lo, (size_t)((uintptr_t)m->blob.data + cm->bytes - lo), MADV_DONTNEED);
+    void *staging = NULL;
+    cudaError_t e = cudaHostAlloc(&staging, (size_t)d.chunk_bytes, cudaHostAllocDefault);
+    if (e != cudaSuccess) return em_cuda_fail(e, "cudaHostAlloc (weights' staging buffer)", __FILE__, __LINE__);
+    em_read_drop_stats st;
+    em_status s = em_weights_read_drop(path, (uint64_t)(m->blob.data - m->blob.base), cm->bytes, cm->data, staging,
+                                       (size_t)d.chunk_bytes, copy_h2d, NULL, &st);
+    cudaFreeHost(staging); /* at open: the no-allocation rule starts at session create */
+    if (s == EM_OK)
+        em_log(EM_LOG_INFO, "weights: %.1f MB read in %llu chunks in %.2f s, %.1f MB of page cache dropped%s",
+               (double)st.bytes / 1e6, (unsigned long long)st.chunks, st.seconds, (double)st.dropped_bytes / 1e6,
+               st.drop_failed ? " (some fadvise calls failed)" : "");
+    return s;
+}
+
+em_status em_cuda_model_load(em_model *m, const char *path, int device) {
     int n = 0;
     EM_TRY(em_cuda_available(&n));
     if (n == 0) return em_fail(EM_ERR_NO_DEVICE, "no CUDA device: %s", em_last_error());
@@ -186,9 +231,13 @@ em_status em_cuda_model_load(em_model *m, int device) {
     cm->device = device;
     cm->bytes = m->blob.data_size;
     cm->layers = calloc(m->cfg.n_layer, sizeof *cm->layers);
-    em_status s = cm->layers ? em_cuda_malloc((void **)&cm->data, cm->bytes)
-                             : em_fail(EM_ERR_OUT_OF_MEMORY, "out of memory");
-    if (s == EM_OK) s = em_cuda_memcpy(cm->data, m->blob.data, cm->bytes); /* the one copy */
+    em_device_attrs attrs;
+    em_status s = cm->layers ? em_device_attrs_query(device, &attrs) : em_fail(EM_ERR_OUT_OF_MEMORY, "out of memory");
+    if (s == EM_OK) {
+        cm->integrated = attrs.integrated;
+        s = em_cuda_malloc((void **)&cm->data, cm->bytes);
+    }
+    if (s == EM_OK) s = load_weights(m, path, cm, &attrs);
     if (s != EM_OK) {
         em_cuda_free(cm->data);
         free(cm->layers);
@@ -250,7 +299,14 @@ em_status em_cuda_plan(const em_model *m, uint32_t T, uint32_t max_context, em_p
     em_cuda_info info;
     const em_cuda_model *cm = m->cuda;
     EM_TRY(em_cuda_device_info(cm->device, &info));
-    r->available_bytes = info.mem_free + cm->lib_bytes; /* the library is already resident: counted once, in the plan */
+    /* the library is already resident: counted once, in the plan. On an integrated GPU what can be allocated is
+     * MemAvailable (cudaMemGetInfo reports MemFree, blind to the reclaimable page cache; docs/jetson.md) */
+    size_t avail = info.mem_free;
+    if (cm->integrated) {
+        const size_t host = em_host_mem_available();
+        if (host) avail = host;
+    }
+    r->available_bytes = avail + cm->lib_bytes;
     return EM_OK;
 }
 

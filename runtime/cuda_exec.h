@@ -18,7 +18,7 @@ struct em_session;
 /** 1 if the CUDA executor runs this model's layer kinds (pure Mamba-2 today), else 0. */
 int em_cuda_model_supported(const em_model *m);
 /** Copies the blob's data section to device `device` in one copy and binds device pointers. */
-em_status em_cuda_model_load(em_model *m, int device);
+em_status em_cuda_model_load(em_model *m, const char *path, int device);
 void em_cuda_model_free(em_model *m);
 /** Fills the device side of a plan: state, workspace, library bytes, available = device free memory. */
 em_status em_cuda_plan(const em_model *m, uint32_t T, uint32_t max_context, em_plan_report *r);

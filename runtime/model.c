@@ -235,7 +235,7 @@ EM_API em_status em_model_open(const char *path, const em_model_options *opts, e
         int want = o.backend == EM_BACKEND_CUDA ||
                    (em_cuda_model_supported(m) && em_cuda_available(&n_dev) == EM_OK && n_dev > o.device);
         if (want) {
-            s = em_cuda_model_load(m, o.device);
+            s = em_cuda_model_load(m, path, o.device);
             if (s == EM_OK) m->backend = EM_BACKEND_CUDA;
         }
     }

@@ -37,6 +37,13 @@ if(TARGET em-pack)
                        ${models_src}/prompts.txt 0.005 2e-2 0 cuda)
       set_tests_properties(model_golden_${arch}_cuda PROPERTIES LABELS "golden;gpu" TIMEOUT 300 SKIP_RETURN_CODE 77
                            FIXTURES_REQUIRED model_${arch})
+      # the same with the weights read through the Jetson path (read into device memory through a staging
+      # buffer, the file's pages dropped behind it; platform/device_policy.h), forced on a discrete GPU
+      add_test(NAME model_golden_${arch}_cuda_read_drop
+               COMMAND test_model_golden ${b} ${models_src}/${arch}/golden.safetensors ${models_src}/heldout.txt
+                       ${models_src}/prompts.txt 0.005 2e-2 0 cuda)
+      set_tests_properties(model_golden_${arch}_cuda_read_drop PROPERTIES LABELS "golden;gpu" TIMEOUT 300
+                           SKIP_RETURN_CODE 77 FIXTURES_REQUIRED model_${arch} ENVIRONMENT EM_WEIGHT_PATH=read-drop)
       # snapshots of CUDA sessions (exact, and across backends) and seeded sampling on the device (issue 11)
       add_test(NAME test_snapshot_cuda_${arch} COMMAND test_snapshot_cuda ${b})
       set_tests_properties(test_snapshot_cuda_${arch} PROPERTIES LABELS gpu TIMEOUT 300 SKIP_RETURN_CODE 77
