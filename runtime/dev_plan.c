@@ -67,3 +67,15 @@ void em_dev_layout_compute(const em_model *m, uint32_t T, uint32_t max_ctx, em_d
     l->total = (c + EM_DEV_ALIGN - 1) & ~(size_t)(EM_DEV_ALIGN - 1);
 }
 
+
+uint32_t em_context_fit(em_context_need_fn need, const void *user, uint32_t cap, double budget) {
+    if (cap < 1 || need(user, 1) > budget) return 0;
+    if (need(user, cap) <= budget) return cap;
+    uint32_t lo = 1, hi = cap; /* lo fits, hi does not */
+    while (hi - lo > 1) {
+        const uint32_t mid = lo + (hi - lo) / 2;
+        if (need(user, mid) <= budget) lo = mid;
+        else hi = mid;
+    }
+    return lo;
+}

@@ -32,4 +32,9 @@ typedef struct em_dev_layout {
  *  EM_I8_PREFILL (see i8_prefill_gemm in dev_plan.c). Pure arithmetic: no device is touched. */
 void em_dev_layout_compute(const em_model *m, uint32_t T, uint32_t max_ctx, em_dev_layout *l);
 
+/** The largest context in [1, cap] whose need(user, context) <= budget, by binary search (need grows with the
+ *  context); 0 when not even 1 fits. Serves em_plan_report.max_context_fit and em-plan's max context column. */
+typedef double (*em_context_need_fn)(const void *user, uint32_t context);
+uint32_t em_context_fit(em_context_need_fn need, const void *user, uint32_t cap, double budget);
+
 #endif /* EM_DEV_PLAN_H */

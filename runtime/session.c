@@ -126,18 +126,16 @@ static size_t session_bytes_at(const em_model *m, uint32_t T, uint32_t ctx) {
     return p.total;
 }
 
-/* em_plan_report.max_context_fit: a binary search over the context (the sizes grow with it). */
+/* em_plan_report.max_context_fit: fixed + the session's bytes at a context (em_context_fit's need) */
+typedef struct fit_need { const em_model *m; uint32_t T; size_t fixed; } fit_need;
+static double fit_need_at(const void *user, uint32_t ctx) {
+    const fit_need *f = user;
+    return (double)(f->fixed + session_bytes_at(f->m, f->T, ctx));
+}
+
 static uint32_t max_context_fit(const em_model *m, uint32_t T, size_t fixed, size_t available) {
-    const uint32_t cap = EM_MAX_CONTEXT_OPTION;
-    if (!available || fixed + session_bytes_at(m, T, 1) > available) return 0;
-    if (fixed + session_bytes_at(m, T, cap) <= available) return cap;
-    uint32_t lo = 1, hi = cap; /* lo fits, hi does not */
-    while (hi - lo > 1) {
-        const uint32_t mid = lo + (hi - lo) / 2;
-        if (fixed + session_bytes_at(m, T, mid) <= available) lo = mid;
-        else hi = mid;
-    }
-    return lo;
+    const fit_need f = { m, T, fixed };
+    return available ? em_context_fit(fit_need_at, &f, EM_MAX_CONTEXT_OPTION, (double)available) : 0;
 }
 
 EM_API em_status em_plan(const em_model *m, const em_session_options *opts, em_plan_report *r) {

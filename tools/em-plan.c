@@ -113,24 +113,13 @@ typedef struct plan_numbers {
 } plan_numbers;
 
 
-/* The CUDA session block at this context (bytes). */
-static double dev_session(const em_model *model, uint32_t context) {
+/* What a device profile needs at a context: weights + batch sessions (the CUDA block) + extra (em_context_fit). */
+typedef struct profile_need { const em_model *model; double weights, batch, extra; } profile_need;
+static double profile_need_at(const void *user, uint32_t context) {
+    const profile_need *p = user;
     em_dev_layout l;
-    em_dev_layout_compute(model, EM_PLAN_CUDA_CHUNK, context, &l);
-    return (double)l.total;
-}
-
-/* The largest context whose need (weights + batch sessions + extra) fits usable; 0 if none does. */
-static uint32_t max_context_fit(const em_model *model, double weights, double batch, double extra, double usable) {
-    if (weights + batch * dev_session(model, 1) + extra > usable) return 0;
-    uint32_t lo = 1, hi = EM_MAX_CONTEXT_OPTION; /* lo fits; find the last that does */
-    if (weights + batch * dev_session(model, hi) + extra <= usable) return hi;
-    while (hi - lo > 1) {
-        const uint32_t mid = lo + (hi - lo) / 2;
-        if (weights + batch * dev_session(model, mid) + extra <= usable) lo = mid;
-        else hi = mid;
-    }
-    return lo;
+    em_dev_layout_compute(p->model, EM_PLAN_CUDA_CHUNK, context, &l);
+    return p->weights + p->batch * (double)l.total + p->extra;
 }
 
 static int compute(em_model *model, uint32_t context, plan_numbers *pn) {
@@ -235,8 +224,8 @@ int em_plan_tool_main(int argc, char **argv, FILE *out) {
         const int fits = need <= d->usable_bytes;
         const double ceiling = B * d->peak_gbps * 1e9 / step_bytes;
         const double projected = roofline * d->read_eff * ceiling;
-        const uint32_t max_ctx = max_context_fit(model, pn.weights, B, d->integrated ? (double)EM_WEIGHT_CHUNK_DEFAULT : 0,
-                                                 d->usable_bytes);
+        const profile_need pneed = { model, pn.weights, B, d->integrated ? (double)EM_WEIGHT_CHUNK_DEFAULT : 0 };
+        const uint32_t max_ctx = em_context_fit(profile_need_at, &pneed, EM_MAX_CONTEXT_OPTION, d->usable_bytes);
         char ctx_txt[32];
         if (!has_attn && max_ctx) snprintf(ctx_txt, sizeof ctx_txt, "any");
         else snprintf(ctx_txt, sizeof ctx_txt, "%u", max_ctx);
