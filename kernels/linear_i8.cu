@@ -55,6 +55,26 @@
  *      split-K (2, 4, 8 warps a row), 8-warp blocks, RPW 1 / 4, U 8 (more loads in flight); template parameter MB
  *      (minimum blocks of __launch_bounds__) only where ptxas's own register target spilled. test_fused_cuda --sweep
  *      checks each against the twins on the 8B layer and times it. Not measured on a GPU yet.
+ *   v3 em_linear_i8_xs, x-stationary, one token (MODE 0 / 1 / 2): KS = n_in / 1024 warps a block; lane l of warp k
+ *      holds x's chunks k * 32 + l and that + 32 * KS (32 floats, already multiplied by the norm weight and group
+ *      scale in MODE 1 / 2) in registers for the whole kernel, and dots them with the same chunks of every row of the
+ *      block's range, 4 rows (r4) or 2 (r2) a group, two groups of W in flight; each row's warp sum goes to shared
+ *      memory, the KS warps' partials are added in order after one barrier. The grid is the blocks that fit on the
+ *      device at once, each with an equal share of the rows. Why: ncu on the H100 (fourth session) showed v1 bound by
+ *      the L1 traffic of x (fp32, re-read for every row group: "Mem Busy" 79 % with DRAM at 45 % for the fused
+ *      norm_linear) and by occupancy (30 %), not by DRAM. H100, test_linear_i8_cuda --perf (graph): in_proj 28.23 us
+ *      (94.4 % of the read bandwidth; v1 83.2 %), out_proj 13.44 us (87.5 %; v1 59.6 %); test_fused_cuda --perf:
+ *      INT8 fused layer 48.66 us (79.3 %; v1 50.6 %), norm_linear 27.26 us (91.3 %), gated_linear 13.91 us (79.0 %);
+ *      em-bench 8B INT8 2.864 ms a token with the fused step (78.6 % of the roofline; v1 six-op 3.706 ms, 60.9 %),
+ *      2.842 ms with r2 (scripts/int8-decode-ab.sh). Those runs launched v3 with PDL (trigger at entry, W's first
+ *      group before the wait), and test_fused_cuda's "INT8 8B layer + head, PDL" case then failed (max rel err 0.63)
+ *      while the same kernels passed with plain launches and in every test_linear_i8_cuda case: not diagnosed before
+ *      the session's device time ran out. So v3 is launched without PDL and triggers no dependents (exactly the
+ *      configuration that passed), and is opt-in: EM_I8_XS=on (or r2). Next: find the PDL failure (test_fused_cuda
+ *      prints which buffer), measure v3 without PDL, then make it and the INT8 fused step the defaults.
+ *      Conditions: NT 1, n_in % 1024 == 0 and n_in <= 16384 (x chunks a lane fixed at 2; 4 spilled at the 128
+ *      registers that 512-thread blocks allow), partial sums <= 48 KB; else v1. No spills (sm_90, nvcc 13.0): r4
+ *      128 registers in all three modes, r2 90 / 96 / 98.
  *
  * Build: part of the library with -DEM_CUDA=ON. Standalone, with the resource report (registers, spills):
  *   nvcc -O3 -std=c++17 -arch=sm_90 -Xptxas -v -Iinclude -Ikernels -Iruntime -Iplatform \
@@ -207,8 +227,8 @@ static __device__ __forceinline__ void em_i8_fma(float (&acc)[NT][RPW], const ui
         }
 }
 
-/* MODE 1's conv window of one row, loaded at kernel entry by the lane that will store the row, before the
- * grid-dependency wait (the conv state, weights and bias are not written by the kernel before), so that their
+/* MODE 1's conv window of one row, loaded at kernel entry by the thread that will store the row (v1: before the
+ * grid-dependency wait; the conv state, weights and bias are not written by the kernel before), so that their
  * latency hides behind the GEMV instead of ending it (linear.cu's lesson). */
 struct em_i8_conv {
     bool on;
@@ -396,6 +416,114 @@ em_linear_i8_vec(const uint4 *__restrict__ w,      /* [n_out, n_in / 16] (16 int
     }
 }
 
+// ---- v3: x-stationary one-token GEMV (the decode step) -----------------------------------------------------
+
+/* Row group gi's R x XC chunks of this lane: row r0 + gi * R + r (rows past n_out re-read the last row, never
+ * stored), chunk c0 + j * cs. */
+template <int R, int XC>
+static __device__ __forceinline__ void em_i8_xs_load(uint4 (&dst)[R][XC], const uint4 *__restrict__ w, uint32_t nv,
+                                                     uint32_t n_out, uint32_t row, uint32_t c0, uint32_t cs) {
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const uint4 *wr = w + (size_t)min(row + (uint32_t)r, n_out - 1) * nv + c0;
+#pragma unroll
+        for (int j = 0; j < XC; j++) dst[r][j] = em_i8_ld_stream(wr + (uint32_t)j * cs);
+    }
+}
+
+/* One row group: each of the R rows' dot with the lane's x slice, summed over the warp; lane r writes row r's
+ * partial sum of this warp's slice to part[gl + r] (gl: the group's first row in the block). */
+template <int R, int XC>
+static __device__ __forceinline__ void em_i8_xs_group(const uint4 (&wv)[R][XC], const float4 (&xq)[XC][4],
+                                                      float *part, uint32_t gl, int lane) {
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        float acc = 0.0f;
+#pragma unroll
+        for (int j = 0; j < XC; j++) acc = em_i8_dot16(acc, wv[r][j], xq[j][0], xq[j][1], xq[j][2], xq[j][3]);
+        acc = em_warp_sum(acc);
+        if (lane == r) part[gl + (uint32_t)r] = acc;
+    }
+}
+
+/* NT 1 only. Block: KS = n_in / (16 * 32 * XC) warps (the launcher's rule: 1 <= KS <= 16); warp k's lane l holds
+ * x's chunks c = k * 32 + l + j * 32 * KS (j < XC: 16 * XC floats) in registers for the whole kernel and dots them
+ * with the same chunks of every row of the block's range: ceil(ceil(n_out / R) / gridDim.x) groups of R rows.
+ * Partial sums: dynamic shared memory [KS][rows of the block] (+ [KS] sums of x^2 in MODE 1), added in warp order
+ * after the one barrier (deterministic), then scaled and stored / put through the epilogue by one thread a row. */
+template <int XC, int R, int MODE>
+__global__ void __launch_bounds__(512)
+em_linear_i8_xs(const uint4 *__restrict__ w, const float *__restrict__ scale, const float *__restrict__ x,
+                float *__restrict__ y, uint32_t n_in, uint32_t n_out, uint32_t x_stride, uint32_t y_stride,
+                const em_i8_fuse f) {
+    (void)x_stride;
+    extern __shared__ float xs_part[];
+    const uint32_t KS = blockDim.x >> 5, ks = threadIdx.x >> 5;
+    const int lane = threadIdx.x & 31;
+    const uint32_t nv = n_in / EM_I8_PER_VEC, cs = 32u * KS, c0 = ks * 32u + (uint32_t)lane;
+    const uint32_t gpb = ((n_out + R - 1) / R + gridDim.x - 1) / gridDim.x, rpb = gpb * R;
+    const uint32_t r0 = blockIdx.x * rpb;
+    const uint32_t nrows = r0 < n_out ? min(rpb, n_out - r0) : 0u;
+    const uint32_t ng = (nrows + R - 1) / R;
+    float *part = xs_part + (size_t)ks * rpb;
+
+    /* No PDL trigger (dependents launch when the grid completes) and no PDL launch: see the history, v3. */
+    /* W's first group before the grid-dependency wait (never written by the kernel before), and this thread's
+     * first row's scale (constant: its latency hides behind the GEMV). */
+    uint4 wa[R][XC], wb[R][XC];
+    if (ng > 0) em_i8_xs_load<R, XC>(wa, w, nv, n_out, r0, c0, cs);
+    float rsc = 0.0f;
+    em_i8_conv cv;
+    cv.on = false;
+    if (threadIdx.x < nrows) rsc = __ldg(scale + r0 + threadIdx.x);
+    em_pdl_wait();
+    /* MODE 1's conv window (v3 is launched without PDL for now, so the wait above is a no-op: see the history) */
+    if constexpr (MODE == 1)
+        if (threadIdx.x < nrows) em_i8_conv_load(cv, r0 + threadIdx.x, f);
+
+    __shared__ float sc[MODE == 2 ? EM_I8_MAX_GROUPS : 1];
+    __shared__ float heads[MODE == 2 ? EM_I8_MAX_HEADS : 1];
+    if constexpr (MODE == 2) em_group_scales(sc, heads, f.sumsq, f.n_groups, f.hpg, f.inv_group, f.eps);
+
+    /* The lane's x slice as the GEMV sees it (em_i8_x16: MODE 1 x * norm weight and sum(x^2); MODE 2 the gated
+     * norm's y * norm weight * group scale), once for all the block's rows. */
+    float4 xq[XC][4];
+    float ss = 0.0f;
+#pragma unroll
+    for (int j = 0; j < XC; j++) em_i8_x16<MODE>(x, c0 + (uint32_t)j * cs, f, sc, ss, xq[j]);
+
+    /* Two groups in registers, the next issued before the current one is used (as v1). */
+    for (uint32_t gi = 0; gi < ng; gi += 2) {
+        if (gi + 1 < ng) em_i8_xs_load<R, XC>(wb, w, nv, n_out, r0 + (gi + 1) * R, c0, cs);
+        em_i8_xs_group<R, XC>(wa, xq, part, gi * R, lane);
+        if (gi + 1 >= ng) break;
+        if (gi + 2 < ng) em_i8_xs_load<R, XC>(wa, w, nv, n_out, r0 + (gi + 2) * R, c0, cs);
+        em_i8_xs_group<R, XC>(wb, xq, part, (gi + 1) * R, lane);
+    }
+    if constexpr (MODE == 1) {
+        const float sw = em_warp_sum(ss);
+        if (lane == 0) xs_part[(size_t)KS * rpb + ks] = sw;
+    }
+    __syncthreads();
+    float rs = 1.0f; /* MODE 1: rsqrt(mean(x^2) + eps), the warps' sums added in order */
+    if constexpr (MODE == 1) {
+        float sx = 0.0f;
+        for (uint32_t k = 0; k < KS; k++) sx += xs_part[(size_t)KS * rpb + k];
+        rs = rsqrtf(sx * f.inv_group + f.eps);
+    }
+    for (uint32_t i = threadIdx.x; i < nrows; i += blockDim.x) {
+        float s = 0.0f;
+        for (uint32_t k = 0; k < KS; k++) s += xs_part[(size_t)k * rpb + i]; /* fixed order: deterministic */
+        const uint32_t row = r0 + i;
+        const bool first = i == threadIdx.x;
+        if (!first) {
+            rsc = __ldg(scale + row);
+            if constexpr (MODE == 1) em_i8_conv_load(cv, row, f);
+        }
+        em_i8_store<MODE>(y, 0, y_stride, row, MODE == 1 ? s * rs * rsc : s * rsc, f, cv);
+    }
+}
+
 // ---- fallback: any n_in, any alignment, any n_tok ------------------------------------------------------
 
 /* Warp per row; lane k reads bytes k, k + 32, ... (coalesced, 1 byte a lane). Tokens in groups of 8 in
@@ -443,20 +571,25 @@ typedef struct em_i8_variant {
     int nt, rpw, u, ks, nw;
     em_i8_kernel k, k1, k2;
     const char *name;
+    int xc; /* v3 x-stationary (em_linear_i8_xs): x chunks a lane holds (rpw: rows a group; ks, nw: from n_in) */
 } em_i8_variant;
 
 #define EM_I8_V(NT, RPW, U, KS, NW)                                                                           \
     { NT, RPW, U, KS, NW, em_linear_i8_vec<NT, RPW, U, KS, NW>, NULL, NULL,                                   \
-      "i8 nt" #NT " rpw" #RPW " u" #U " ks" #KS " w" #NW }
+      "i8 nt" #NT " rpw" #RPW " u" #U " ks" #KS " w" #NW, 0 }
 #define EM_I8_VFM(RPW, U, KS, NW, M0, M1, M2)                                                                 \
     { 1, RPW, U, KS, NW, em_linear_i8_vec<1, RPW, U, KS, NW, 0, M0>, em_linear_i8_vec<1, RPW, U, KS, NW, 1, M1>,  \
-      em_linear_i8_vec<1, RPW, U, KS, NW, 2, M2>, "i8 nt1 rpw" #RPW " u" #U " ks" #KS " w" #NW }
+      em_linear_i8_vec<1, RPW, U, KS, NW, 2, M2>, "i8 nt1 rpw" #RPW " u" #U " ks" #KS " w" #NW, 0 }
 #define EM_I8_VF(RPW, U, KS, NW) EM_I8_VFM(RPW, U, KS, NW, 0, 0, 0)
+#define EM_I8_VXS(XC, R)                                                                                      \
+    { 1, R, XC, 0, 0, em_linear_i8_xs<XC, R, 0>, em_linear_i8_xs<XC, R, 1>, em_linear_i8_xs<XC, R, 2>,          \
+      "i8 nt1 x-stationary xc" #XC " r" #R, XC }
 
 /* The defaults first (em_i8_pick: indices fixed below); the rest only in tuning builds (-DEM_LIN_I8_SWEEP: every
  * NT 1 variant there also has its fused forms, for test_fused_cuda --sweep and EM_I8_NORM_VARIANT /
  * EM_I8_GATED_VARIANT). */
-enum { EM_I8_V1_ONE_WAVE = 0, EM_I8_V1_WAVES = 1, EM_I8_V2 = 2, EM_I8_V3_WAVES = 3, EM_I8_V3_ONE_WAVE = 9 };
+enum { EM_I8_V1_ONE_WAVE = 0, EM_I8_V1_WAVES = 1, EM_I8_V2 = 2, EM_I8_V3_WAVES = 3, EM_I8_V3_ONE_WAVE = 9,
+       EM_I8_XS2_R4 = 15, EM_I8_XS2_R2 = 16 };
 static const em_i8_variant em_i8_variants[] = {
     EM_I8_VF(2, 4, 1, 4),   /* 0: NT 1, one wave or short rows (out_proj) */
     EM_I8_VF(2, 2, 2, 4),   /* 1: NT 1, several waves: 4 rows (16 KB at n_in 4096) a block (in_proj, head) */
@@ -473,6 +606,8 @@ static const em_i8_variant em_i8_variants[] = {
     EM_I8_V(6, 4, 2, 2, 4),
     EM_I8_V(7, 4, 2, 2, 4),
     EM_I8_V(8, 4, 2, 2, 4),
+    EM_I8_VXS(2, 4),        /* 15, 16: NT 1, x-stationary (v3): n_in a multiple of 1024, at most 16384 */
+    EM_I8_VXS(2, 2),
 #ifdef EM_LIN_I8_SWEEP
     /* NT 1, for out_proj (4096 x 8192: 512 chunks a row, few rows) and the rest. EM_I8_VFM's last three numbers are
      * the minimum resident blocks (__launch_bounds__) of MODE 0, 1, 2: where ptxas's own register target spilled
@@ -530,7 +665,8 @@ static const em_i8_dev *em_i8_dev_info(void) {
         const em_i8_variant *V = &em_i8_variants[i];
         cudaFuncAttributes fa;
         int b = 0;
-        if (cudaFuncGetAttributes(&fa, (const void *)V->k) == cudaSuccess) {
+        if (V->xc) { /* v3: the block size follows n_in (em_i8_xs_config) */
+        } else if (cudaFuncGetAttributes(&fa, (const void *)V->k) == cudaSuccess) {
             const int per_warp = (fa.numRegs + 7) / 8 * 8 * 32; /* registers are allocated per warp, 256 at a time */
             b = blocks;
             if (per_warp > 0 && regs / (V->nw * per_warp) < b) b = regs / (V->nw * per_warp);
@@ -557,9 +693,62 @@ static int em_i8_one_wave(const em_i8_dev *d, int vi, uint32_t n_out) {
     return slots > 0 && (long)em_i8_blocks(vi, n_out) <= slots;
 }
 
-/* The variant for a group of nt tokens (see the history: v1). A KS 2 / U 2 warp needs 32 * 2 * 2 * 2 chunks a
+/* v3's launch geometry (em_linear_i8_xs) for the kernel of `mode`: KS = n_in / (16 * 32 * xc) warps a block
+ * (1..16), as many blocks as fit on the device at once (each with an equal share of ceil(n_out / R) row groups, the
+ * kernel's own formula), and the partial sums' shared memory. 0 if the variant cannot take the shape. Host queries
+ * only (safe inside a stream capture). */
+static int em_i8_xs_config(int vi, int mode, uint32_t n_in, uint32_t n_out, cudaLaunchConfig_t *cfg) {
+    const em_i8_variant *V = &em_i8_variants[vi];
+    const uint32_t nv = n_in / EM_I8_PER_VEC, per = 32u * (uint32_t)V->xc;
+    if (!V->xc || n_in % EM_I8_PER_VEC || n_out == 0 || nv % per) return 0;
+    const uint32_t ks = nv / per;
+    if (ks < 1 || ks > 16) return 0;
+    const em_i8_kernel k = mode == 1 ? V->k1 : mode == 2 ? V->k2 : V->k;
+    int bps = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps, k, (int)(ks * 32u), 0) != cudaSuccess) {
+        cudaGetLastError();
+        bps = 0;
+    }
+    const long sms = em_i8_dev_info()->sms.load(std::memory_order_relaxed);
+    if (bps < 1 || sms < 1) bps = 1;
+    const uint32_t groups = (n_out + (uint32_t)V->rpw - 1) / (uint32_t)V->rpw;
+    const uint32_t g0 = (uint32_t)min((long)groups, (sms > 0 ? sms : 1) * bps);
+    const uint32_t gpb0 = (groups + g0 - 1) / g0, grid = (groups + gpb0 - 1) / gpb0;
+    const uint32_t rpb = (groups + grid - 1) / grid * (uint32_t)V->rpw; /* the kernel's rows a block */
+    const size_t smem = sizeof(float) * ((size_t)ks * rpb + ks);
+    if (smem > 48u * 1024u) return 0;
+    cfg->gridDim = dim3(grid);
+    cfg->blockDim = dim3(ks * 32u);
+    cfg->dynamicSmemBytes = smem;
+    return 1;
+}
+
+/* EM_I8_XS (read once): "on" sends one-token GEMVs to v3 (4 rows a group), "r2" to v3 with 2 rows a group; unset
+ * or anything else keeps v1's geometries. Opt-in until v3 passes test_fused_cuda with PDL (see the history). */
+static int em_i8_xs_mode(void) {
+    static std::atomic<int> v{-1};
+    int m = v.load(std::memory_order_relaxed);
+    if (m < 0) {
+        const char *e = getenv("EM_I8_XS");
+        m = e && strcmp(e, "on") == 0 ? 1 : e && strcmp(e, "r2") == 0 ? 2 : 0;
+        v.store(m, std::memory_order_relaxed);
+    }
+    return m;
+}
+
+/* The v3 variant for one token (-1: none takes n_in / n_out): 2 x chunks a lane, so n_in a multiple of 1024 up to
+ * 16384 (KS 1..16 warps a block; 4 chunks a lane spilled at 128 registers and would add only n_in 16384..32768). */
+static int em_i8_xs_pick(uint32_t n_out, uint32_t n_in) {
+    const int m = em_i8_xs_mode();
+    if (m == 0) return -1;
+    cudaLaunchConfig_t cfg = {};
+    const int xs2 = m == 2 ? EM_I8_XS2_R2 : EM_I8_XS2_R4;
+    return em_i8_xs_config(xs2, 0, n_in, n_out, &cfg) ? xs2 : -1;
+}
+
+/* The variant for a group of nt tokens (see the history: v1, v3). A KS 2 / U 2 warp needs 32 * 2 * 2 * 2 chunks a
  * row (n_in >= 4096) for two batches; shorter rows take the whole-row variant. */
-static int em_i8_pick(int nt, uint32_t n_out, uint32_t n_in) {
+static int em_i8_pick_v1(int nt, uint32_t n_out, uint32_t n_in) {
     const em_i8_dev *d = em_i8_dev_info();
     const uint32_t nv = n_in / EM_I8_PER_VEC;
     if (nt == 1)
@@ -569,6 +758,11 @@ static int em_i8_pick(int nt, uint32_t n_out, uint32_t n_in) {
     return (em_i8_one_wave(d, EM_I8_V3_WAVES + nt - 3, n_out) && nv >= 32u * 2 * 2 ? EM_I8_V3_ONE_WAVE
                                                                                   : EM_I8_V3_WAVES) +
            nt - 3;
+}
+
+static int em_i8_pick(int nt, uint32_t n_out, uint32_t n_in) {
+    const int xs = nt == 1 ? em_i8_xs_pick(n_out, n_in) : -1;
+    return xs >= 0 ? xs : em_i8_pick_v1(nt, n_out, n_in);
 }
 
 // ---- launchers -----------------------------------------------------------------------------------------
@@ -595,11 +789,17 @@ static em_status em_i8_launch(int vi, const em_linear_args *a, const float *x, f
                               cudaStream_t s) {
     const em_i8_variant *V = &em_i8_variants[vi];
     cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(em_i8_blocks(vi, a->n_out));
-    cfg.blockDim = dim3((unsigned)V->nw * 32u);
+    if (V->xc) {
+        if (!em_i8_xs_config(vi, 0, a->n_in, a->n_out, &cfg))
+            return em_fail(EM_ERR_UNSUPPORTED, "em_cuda_linear_i8: %s cannot take n_in %u, n_out %u", V->name,
+                           a->n_in, a->n_out);
+    } else {
+        cfg.gridDim = dim3(em_i8_blocks(vi, a->n_out));
+        cfg.blockDim = dim3((unsigned)V->nw * 32u);
+    }
     cfg.stream = s;
     cudaLaunchAttribute attr[1];
-    if ((a->flags & EM_LINEAR_W_CONST) && em_i8_dev_info()->cc_major.load(std::memory_order_relaxed) >= 9) {
+    if (!V->xc && (a->flags & EM_LINEAR_W_CONST) && em_i8_dev_info()->cc_major.load(std::memory_order_relaxed) >= 9) {
         attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
         attr[0].val.programmaticStreamSerializationAllowed = 1;
         cfg.attrs = attr;
@@ -682,11 +882,17 @@ static em_status em_i8_fused_launch(int vi, int mode, const void *w, const float
     const em_i8_kernel k = mode == 1 ? V->k1 : V->k2;
     if (!k) return em_fail(EM_ERR_UNSUPPORTED, "%s: variant %d (%s) has no fused form", name, vi, V->name);
     cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(em_i8_blocks(vi, n_out));
-    cfg.blockDim = dim3((unsigned)V->nw * 32u);
+    if (V->xc) {
+        if (!em_i8_xs_config(vi, mode, n_in, n_out, &cfg)) /* (the pick checked mode 0's geometry) */
+            return em_i8_fused_launch(em_i8_pick_v1(1, n_out, n_in), mode, w, scale, x, y, n_in, n_out, flags, f, s,
+                                      name);
+    } else {
+        cfg.gridDim = dim3(em_i8_blocks(vi, n_out));
+        cfg.blockDim = dim3((unsigned)V->nw * 32u);
+    }
     cfg.stream = s;
     cudaLaunchAttribute attr[1];
-    if ((flags & EM_LINEAR_W_CONST) && em_i8_dev_info()->cc_major.load(std::memory_order_relaxed) >= 9) {
+    if (!V->xc && (flags & EM_LINEAR_W_CONST) && em_i8_dev_info()->cc_major.load(std::memory_order_relaxed) >= 9) {
         attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
         attr[0].val.programmaticStreamSerializationAllowed = 1;
         cfg.attrs = attr;

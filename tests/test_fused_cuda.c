@@ -12,6 +12,8 @@
  * (no quantization happens in the test: the error of int8 itself is docs/int8.md's accuracy tables), the kernel
  * dequantizes q exactly (PRMT + FADD) and multiplies the finished row sum by the scale as the twin does, so again
  * only the summation order differs; a wrong byte, chunk, group scale or row scale is >= 1e-3.
+ * The INT8 cases whose widths are multiples of 1024 (the 8B layer) run again with linear_i8.cu v3 (x-stationary,
+ * opt-in with EM_I8_XS) in all three ops, whatever the default is.
  * tests/test_ref_fused.c proves separately that the fused twins equal the six-op step (BF16 and INT8).
  * Without a CUDA device: "SKIP test_fused_cuda: no CUDA device", exit 77.
  *   test_fused_cuda --perf   # + one 8B layer in a graph: the fused layer vs the six-op layer, and each kernel alone,
@@ -408,6 +410,23 @@ int main(int argc, char **argv) {
     em_rng rng;
     em_rng_seed(&rng, 20261123);
     for (size_t i = 0; i < LEN(cases); i++) run_case(&cases[i], &rng);
+    {
+        /* linear_i8.cu v3 (x-stationary, opt-in with EM_I8_XS; k_split 0 in the variant info) through every INT8
+         * case whose widths it takes (d and d_inner multiples of 1024), with the case's own launch flags */
+        em_linear_variant vi;
+        const int n_var = em_cuda_linear_i8_variant_info(-1, &vi);
+        for (int v = 0; v < n_var; v++) {
+            em_cuda_linear_i8_variant_info(v, &vi);
+            if (vi.nt != 1 || vi.k_split != 0) continue;
+            for (size_t i = 0; i < LEN(cases); i++) {
+                if (cases[i].wdt != EM_DTYPE_I8 || cases[i].d % 1024 || cases[i].H * cases[i].P % 1024) continue;
+                g_variant = v;
+                const double e = run_case(&cases[i], &rng);
+                printf("  %-46s %s: worst max rel err %.2e (limit %.0e)\n", cases[i].what, vi.name, e, TOL);
+            }
+        }
+        g_variant = -1;
+    }
     if (sweep) {
         /* every NT 1 INT8 variant (registers printed: no spills allowed) through the 8B layer + head vs the twins */
         em_linear_variant vi;

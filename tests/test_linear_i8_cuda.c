@@ -11,7 +11,8 @@
  * per 512-weight chunk on the CPU, per lane / butterfly / split-K on the GPU), a relative error of order
  * sqrt(n_in) * 2^-24 of the sum of |terms| (~1e-6 of max |y| for these shapes, as test_linear_cuda measures for
  * bf16). So the limit is 1e-4, not bf16's 1e-2: a wrong byte, a lost chunk or a misplaced scale is >= 1e-3.
- * Every case prints its real figure.
+ * Every case prints its real figure. The one-token cases with n_in a multiple of 1024 (<= 16384) also run
+ * linear_i8.cu v3 (x-stationary, opt-in with EM_I8_XS) the same way, whatever the default is, and --perf times it.
  *
  * Without a CUDA device it prints "SKIP test_linear_i8_cuda: no CUDA device" and exits 77 (ctest: Skipped).
  *
@@ -69,6 +70,11 @@ static const i8_case cases[] = {
     { .n_out = 1030,   .n_in = 1024, .n_tok = 7, .what = "7 sequences" },
     { .n_out = 4096,   .n_in = 4096, .n_tok = 8, .perf = 1, .what = "8 sequences" },
     { .n_out = 777,    .n_in = 2048, .n_tok = 11, .what = "n_tok 11: groups of 8 + 3" },
+    // v3 x-stationary (NT 1, n_in a multiple of 1024 up to 16384): one warp a block, odd n_out (a short last
+    // group), fewer rows than one group, more blocks than row groups
+    { .n_out = 1001,   .n_in = 1024, .n_tok = 1, .what = "x-stationary: 1 warp a block, n_out odd" },
+    { .n_out = 3,      .n_in = 2048, .n_tok = 1, .what = "x-stationary: 3 rows (less than a group)" },
+    { .n_out = 530,    .n_in = 3072, .n_tok = 1, .what = "x-stationary: 3 warps a block, 530 rows" },
     // edges: short rows (remainder loop only), strides, the fallback
     { .n_out = 1030,   .n_in = 192, .n_tok = 1, .what = "bundled model in_proj (192 wide)" },
     { .n_out = 333,    .n_in = 4096, .n_tok = 3, .x_pad = 4, .y_pad = 5, .what = "strided x and y" },
@@ -124,6 +130,11 @@ static em_status launch_i8(void *ctx, int i, void *stream) {
 }
 
 /* Runs the case through `variant` (-1: the default launcher) twice, checks against the twin and determinism. */
+/* linear_i8.cu v3 (x-stationary) variants take one token with n_in a multiple of 1024 up to 16384 */
+static int xs_takes(const em_linear_variant *v, const i8_case *c) {
+    return v->k_split == 0 && c->n_tok == 1 && c->n_in % 1024 == 0 && c->n_in <= 16384 && c->x_off == 0;
+}
+
 static double run_check(const i8_case *c, const i8_host *h, const em_linear_args *ga, float *dy, int variant,
                         const char *label) {
     const size_t ybytes = sizeof(float) * (size_t)c->n_tok * h->ys;
@@ -192,10 +203,12 @@ int main(int argc, char **argv) {
         if (vdef >= 0) em_cuda_linear_i8_variant_info(vdef, &vinfo);
         printf("%-64s %-24s max rel err %.2e (tol %.0e)\n", label, vdef >= 0 ? vinfo.name : "fallback", err, TOL_I8);
 
-        /* --sweep: every other variant of this n_tok, checked (and timed below with --perf shapes) */
-        for (int v = 0; sweep && v < n_var; v++) {
+        /* --sweep: every other variant of this n_tok, checked (and timed below with --perf shapes); v3 (x-stationary,
+         * opt-in with EM_I8_XS: k_split 0 in the variant info) on every one-token case it takes, always */
+        for (int v = 0; v < n_var; v++) {
             em_cuda_linear_i8_variant_info(v, &vinfo);
             if (v == vdef || vinfo.nt != (int)c->n_tok || vdef < 0) continue;
+            if (!xs_takes(&vinfo, c) && (vinfo.k_split == 0 || !sweep)) continue;
             char vl[260];
             snprintf(vl, sizeof vl, "%s [%s]", label, vinfo.name);
             const double e2 = run_check(c, &h, &ga, dy, v, vl);
@@ -210,10 +223,11 @@ int main(int argc, char **argv) {
             ctx.w[0] = dq;
             for (int k = 1; k < copies; k++) ctx.w[k] = em_gpu_dup(h.q, nw);
             const double bytes = (double)nw + 4.0 * c->n_out + 4.0 * c->n_tok * (c->n_in + c->n_out);
-            for (int v = -1; v < (sweep ? n_var : 0); v++) {
+            for (int v = -1; v < n_var; v++) {
                 if (v >= 0) {
                     em_cuda_linear_i8_variant_info(v, &vinfo);
-                    if (vinfo.nt != (int)c->n_tok || vdef < 0) continue;
+                    if (v == vdef || vinfo.nt != (int)c->n_tok || vdef < 0) continue;
+                    if (!xs_takes(&vinfo, c) && (vinfo.k_split == 0 || !sweep)) continue;
                 }
                 ctx.variant = v;
                 em_gpu_timing t;
@@ -221,7 +235,7 @@ int main(int argc, char **argv) {
                 CHECK_MSG(st == EM_OK, "%s: timing: %s", label, em_last_error());
                 char what[120];
                 snprintf(what, sizeof what, "i8 %ux%u nt%u %s%s", c->n_out, c->n_in, c->n_tok,
-                         v < 0 ? c->what : vinfo.name, v < 0 ? "" : " (sweep)");
+                         v < 0 ? c->what : vinfo.name, v < 0 || !sweep ? "" : " (sweep)");
                 if (st == EM_OK) em_gpu_perf_add(what, &t, bytes);
             }
             for (int k = 1; k < copies; k++) em_cuda_free((void *)ctx.w[k]);
