@@ -38,6 +38,8 @@
  * (kernels/ssd.cu) when it has at least EM_SSD_MIN_TOK, the gated norm and out_proj as a GEMM; shorter chunks take
  * the decode kernels. The GEMM's cuBLASLt workspace and bf16 copy of x and the SSD's chunk states are regions of
  * the session's one block, sized for T at create: a prompt of any length runs in that fixed memory, chunk by chunk.
+ * INT8 weights take the GEMM too by default, dequantized into a 32 MiB bf16 slab of the GEMM workspace; with
+ * EM_I8_PREFILL=gemv (environment, read at create) they take the INT8 GEMV over groups of 8 tokens instead.
  */
 #include "cuda_exec.h"
 
@@ -131,7 +133,8 @@ typedef struct em_cuda_session {
     void *attn_ws;
     size_t attn_ws_bytes;
     size_t gemm_ws_bytes, ssd_ws_bytes;
-    int gemm_i8;                                /* INT8 weights take the GEMM in prompt chunks (i8_prefill_gemm) */
+    int gemm_i8;                                /* INT8 weights take the GEMM in prompt chunks (i8_prefill_gemm:
+                                                   the default; 0 with EM_I8_PREFILL=gemv) */
     int32_t *tok, *next;                        /* device */
     int32_t *pinned;                            /* host, page-locked: [0] token in, [1] greedy id out,
                                                    [2] the KV position after a prefill (hybrids) */
@@ -427,8 +430,9 @@ static em_status queue_fused_step(em_session *s) {
 }
 
 /* A linear over a prefill chunk: the cuBLASLt GEMM for more than EM_GEMM_MIN_TOK tokens where it takes the
- * arguments (BF16 weights), else the GEMV. */
-/* Whether the session's GEMM takes a (INT8 weights only with the slab planned). */
+ * arguments (BF16 weights; INT8 weights dequantized a slab at a time, the default: EM_I8_PREFILL=gemv keeps the
+ * INT8 GEMV), else the GEMV. */
+/* Whether the session's GEMM takes a (INT8 weights only with the slab planned: dev_plan.c, i8_prefill_gemm). */
 static int gemm_takes(const em_cuda_session *cs, const em_linear_args *a) {
     return cs->gemm && (a->w_dtype != EM_DTYPE_I8 || cs->gemm_i8) && em_cuda_gemm_supported(a);
 }

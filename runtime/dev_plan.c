@@ -9,14 +9,14 @@
 
 #include "workspace.h"
 
-/* INT8 weights in prompt chunks: EM_I8_PREFILL=gemm dequantizes W a 32 MiB slab at a time into bf16 for the
- * cuBLASLt GEMM (kernels/gemm.cu; W read once a chunk), anything else keeps the INT8 GEMV over groups of 8 tokens
- * (W read every 8 tokens: 942 tok/s at pp512 on the 8B shape). The GEMM form was written in a session without a
- * device: it stays opt-in until test_gemm_cuda / test_int8_accuracy_cuda pass and gpu-bench has measured both
- * (docs/int8.md). Read when a session is planned; the slab is planned only when it is used. */
+/* INT8 weights in prompt chunks: by default (EM_I8_PREFILL unset, empty or "gemm") W is dequantized a 32 MiB slab
+ * at a time into bf16 for the cuBLASLt GEMM (kernels/gemm.cu; W read once a chunk: 15555 tok/s at pp512 on the
+ * Mamba-2 8B shape, H100, fourth session); EM_I8_PREFILL=gemv, or any other value, keeps the INT8 GEMV over groups
+ * of 8 tokens (W read every 8 tokens: 938 tok/s) and plans no slab (32 MiB less device memory). docs/int8.md.
+ * Read when a session is planned; the slab is planned only when the model has INT8 weights. */
 static int i8_prefill_gemm(const em_model *m) {
     const char *e = getenv("EM_I8_PREFILL");
-    if (!e || strcmp(e, "gemm") != 0) return 0;
+    if (e && e[0] && strcmp(e, "gemm") != 0) return 0;
     for (uint32_t i = 0; i < m->blob.n_tensors; i++)
         if (m->blob.tensors[i].dtype == EM_DTYPE_I8) return 1;
     return 0;

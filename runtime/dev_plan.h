@@ -25,11 +25,12 @@ typedef struct em_dev_layout {
     size_t conv, ssm, x, xn, proj, xbc, y, delta, sumsq, logits, tok, next, total, state_bytes;
     size_t gemm_ws, gemm_ws_bytes, ssd_ws, ssd_ws_bytes;
     size_t pos, kv, kv_bytes, qkv, att, ff, attn_ws, attn_ws_bytes;
-    int gemm_i8; /* the GEMM workspace holds the INT8 slab (EM_I8_PREFILL=gemm) */
+    int gemm_i8; /* the GEMM workspace holds the INT8 slab (INT8 weights, unless EM_I8_PREFILL=gemv) */
 } em_dev_layout;
 
 /** The layout of a session with prefill chunk T and max_ctx tokens of KV (hybrids) on the CUDA backend; reads
- *  EM_I8_PREFILL (see i8_prefill_gemm in dev_plan.c). Pure arithmetic: no device is touched. */
+ *  EM_I8_PREFILL (see i8_prefill_gemm in dev_plan.c: INT8 weights take the GEMM by default, =gemv the GEMV). Pure
+ *  arithmetic: no device is touched. */
 void em_dev_layout_compute(const em_model *m, uint32_t T, uint32_t max_ctx, em_dev_layout *l);
 
 /** The largest context in [1, cap] whose need(user, context) <= budget, by binary search (need grows with the

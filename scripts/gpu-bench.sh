@@ -8,7 +8,7 @@
 # EM_BENCH_MODES="fused-nopdl unfused late" (environment): also run the first vocab's blob with those decode-step
 # forms (EM_STEP_MODE / EM_PDL_TRIGGER, runtime/cuda_exec.c), side by side in the same run.
 # EM_BENCH_INT8=1: also each vocab's INT8 blob (em-pack --random-init --dtype int8), its prompt both ways
-#   (the INT8 GEMV, and EM_I8_PREFILL=gemm: dequantized slabs + cuBLASLt).
+#   (the default: dequantized slabs + cuBLASLt, at pp512 and pp4096; and EM_I8_PREFILL=gemv: the INT8 GEMV).
 # EM_BENCH_HYBRID=1: the hybrid 8B shape (tools/configs/hybrid-8b-v256000.json) at EM_BENCH_HYBRID_CTX contexts.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
@@ -74,9 +74,10 @@ for v in "${vocabs[@]}"; do
         blob=$tmp/mamba2-8b-v$v-int8.emb
         [ -f "$blob" ] || "$B/tools/em-pack" --random-init "tools/configs/mamba2-8b-v$v.json" --dtype int8 -o "$blob" | tail -1
         bench "mamba2-8b-v$v-int8" "$blob" -p 512 -n 128 -r 5 --breakdown
-        # the prompt path for INT8 weights: dequantized slabs + cuBLASLt (EM_I8_PREFILL=gemm) vs the GEMV above
-        EM_I8_PREFILL=gemm bench "mamba2-8b-v$v-int8-gemm" "$blob" -p 512 -n 16 -r 3
-        EM_I8_PREFILL=gemm bench "mamba2-8b-v$v-int8-gemm-pp4k" "$blob" -p 4096 -n 16 -r 3
+        # the prompt path for INT8 weights: the default above (dequantized slabs + cuBLASLt), at 4096 tokens too,
+        # and the older INT8 GEMV over groups of 8 tokens (EM_I8_PREFILL=gemv)
+        bench "mamba2-8b-v$v-int8-pp4k" "$blob" -p 4096 -n 16 -r 3
+        EM_I8_PREFILL=gemv bench "mamba2-8b-v$v-int8-gemv" "$blob" -p 512 -n 16 -r 3
         rm -f "$blob"
     fi
 done

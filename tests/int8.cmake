@@ -20,7 +20,7 @@ if(TARGET em_packlib)
               ARGS ${CMAKE_SOURCE_DIR}/models ${int8_n_ids})
   if(EM_HAVE_CUDA)
     # The same on the CUDA backend, and its INT8 perplexity against the CPU backend's with both prompt paths for
-    # INT8 weights (the GEMV, and EM_I8_PREFILL=gemm). Label gpu: SKIPs without a device.
+    # INT8 weights (EM_I8_PREFILL=gemv, and =gemm: the default). Label gpu: SKIPs without a device.
     add_test(NAME test_int8_accuracy_cuda COMMAND test_int8_accuracy ${CMAKE_SOURCE_DIR}/models 1024 cuda)
     set_tests_properties(test_int8_accuracy_cuda PROPERTIES LABELS gpu SKIP_RETURN_CODE 77 TIMEOUT 300)
   endif()

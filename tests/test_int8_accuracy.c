@@ -10,8 +10,9 @@
  *   test_int8_accuracy MODELS_DIR [N_IDS] [cpu|cuda]   (N_IDS: a prefix of the held-out ids; ctest passes 1024,
  *                                            128 in sanitizer builds; 0 = all 2014)
  * With cuda (test_int8_accuracy_cuda, label gpu; SKIP without a device): both blobs run on the CUDA backend and
- * must keep the 1 % limit; and the INT8 blob's CUDA perplexity, with each prompt path for INT8 weights (the GEMV
- * over groups of 8 tokens, and EM_I8_PREFILL=gemm: dequantized slabs + cuBLASLt), must be within 0.2 % of the
+ * must keep the 1 % limit; and the INT8 blob's CUDA perplexity, with each prompt path for INT8 weights, both named
+ * explicitly (EM_I8_PREFILL=gemv: the GEMV over groups of 8 tokens; EM_I8_PREFILL=gemm: dequantized slabs +
+ * cuBLASLt, the default when the variable is unset), must be within 0.2 % of the
  * CPU backend's on the same blob (the bf16 activations of the CUDA prompt path; the BF16 hybrid measured 2e-4).
  * Run: ctest -R test_int8_accuracy (label golden).
  */
