@@ -70,7 +70,8 @@
  *      group before the wait), and test_fused_cuda's "INT8 8B layer + head, PDL" case then failed (max rel err 0.63)
  *      while the same kernels passed with plain launches and in every test_linear_i8_cuda case: not diagnosed before
  *      the session's device time ran out. So v3 is launched without PDL and triggers no dependents (exactly the
- *      configuration that passed), and is opt-in: EM_I8_XS=on (or r2). Next: find the PDL failure (test_fused_cuda
+ *      configuration that passed), and is opt-in: EM_I8_XS=on (or r2); EM_I8_XS_PDL=1 restores the failing form
+ *      for diagnosis. Next: find the PDL failure (test_fused_cuda
  *      prints which buffer), measure v3 without PDL, then make it and the INT8 fused step the defaults.
  *      Conditions: NT 1, n_in % 1024 == 0 and n_in <= 16384 (x chunks a lane fixed at 2; 4 spilled at the 128
  *      registers that 512-thread blocks allow), partial sums <= 48 KB; else v1. No spills (sm_90, nvcc 13.0): r4
@@ -177,6 +178,7 @@ struct em_i8_fuse {
     uint32_t hpg, n_groups;          /* MODE 2: heads a group, groups */
     float inv_group;                 /* 1 / group (MODE 2), 1 / n_in (MODE 1) */
     int trigger_late;                /* PDL: let dependents launch after the main loop instead of at entry */
+    int xs_pdl;                      /* v3 launched with PDL (EM_I8_XS_PDL=1, diagnosis only): trigger at entry */
 };
 #define EM_I8_MAX_GROUPS 64
 #define EM_I8_MAX_HEADS 256 /* MODE 2: per-head sums a block stages in shared memory */
@@ -467,7 +469,9 @@ em_linear_i8_xs(const uint4 *__restrict__ w, const float *__restrict__ scale, co
     const uint32_t ng = (nrows + R - 1) / R;
     float *part = xs_part + (size_t)ks * rpb;
 
-    /* No PDL trigger (dependents launch when the grid completes) and no PDL launch: see the history, v3. */
+    /* No PDL trigger (dependents launch when the grid completes) and no PDL launch, unless EM_I8_XS_PDL=1 asks for
+     * the measured form that failed test_fused_cuda (diagnosis): see the history, v3. */
+    if (f.xs_pdl) em_pdl_trigger();
     /* W's first group before the grid-dependency wait (never written by the kernel before), and this thread's
      * first row's scale (constant: its latency hides behind the GEMV). */
     uint4 wa[R][XC], wb[R][XC];
@@ -736,6 +740,19 @@ static int em_i8_xs_mode(void) {
     return m;
 }
 
+/* EM_I8_XS_PDL=1 (read once; diagnosis of v3's PDL failure, not for use): v3 launched with PDL when the caller
+ * allows it (EM_LINEAR_W_CONST), triggering its dependents at entry, as in the run that failed. */
+static int em_i8_xs_pdl(void) {
+    static std::atomic<int> v{-1};
+    int m = v.load(std::memory_order_relaxed);
+    if (m < 0) {
+        const char *e = getenv("EM_I8_XS_PDL");
+        m = e && strcmp(e, "1") == 0;
+        v.store(m, std::memory_order_relaxed);
+    }
+    return m;
+}
+
 /* The v3 variant for one token (-1: none takes n_in / n_out): 2 x chunks a lane, so n_in a multiple of 1024 up to
  * 16384 (KS 1..16 warps a block; 4 chunks a lane spilled at 128 registers and would add only n_in 16384..32768). */
 static int em_i8_xs_pick(uint32_t n_out, uint32_t n_in) {
@@ -799,13 +816,16 @@ static em_status em_i8_launch(int vi, const em_linear_args *a, const float *x, f
     }
     cfg.stream = s;
     cudaLaunchAttribute attr[1];
-    if (!V->xc && (a->flags & EM_LINEAR_W_CONST) && em_i8_dev_info()->cc_major.load(std::memory_order_relaxed) >= 9) {
+    const int pdl = (a->flags & EM_LINEAR_W_CONST) && (!V->xc || em_i8_xs_pdl()) &&
+                    em_i8_dev_info()->cc_major.load(std::memory_order_relaxed) >= 9;
+    if (pdl) {
         attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
         attr[0].val.programmaticStreamSerializationAllowed = 1;
         cfg.attrs = attr;
         cfg.numAttrs = 1;
     }
-    const em_i8_fuse none = {};
+    em_i8_fuse none = {};
+    none.xs_pdl = V->xc && pdl;
     const cudaError_t e =
         cudaLaunchKernelEx(&cfg, V->k, (const uint4 *)a->w, a->w_scale, x, y, a->n_in, a->n_out, xs, ys, none);
     return em_i8_launched(V->name, a, e);
@@ -892,13 +912,17 @@ static em_status em_i8_fused_launch(int vi, int mode, const void *w, const float
     }
     cfg.stream = s;
     cudaLaunchAttribute attr[1];
-    if (!V->xc && (flags & EM_LINEAR_W_CONST) && em_i8_dev_info()->cc_major.load(std::memory_order_relaxed) >= 9) {
+    const int pdl = (flags & EM_LINEAR_W_CONST) && (!V->xc || em_i8_xs_pdl()) &&
+                    em_i8_dev_info()->cc_major.load(std::memory_order_relaxed) >= 9;
+    em_i8_fuse fx = f;
+    fx.xs_pdl = V->xc && pdl;
+    if (pdl) {
         attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
         attr[0].val.programmaticStreamSerializationAllowed = 1;
         cfg.attrs = attr;
         cfg.numAttrs = 1;
     }
-    cudaError_t e = cudaLaunchKernelEx(&cfg, k, (const uint4 *)w, scale, x, y, n_in, n_out, n_in, n_out, f);
+    cudaError_t e = cudaLaunchKernelEx(&cfg, k, (const uint4 *)w, scale, x, y, n_in, n_out, n_in, n_out, fx);
     if (e == cudaSuccess) e = cudaGetLastError();
     else cudaGetLastError();
     if (e == cudaSuccess) return EM_OK;

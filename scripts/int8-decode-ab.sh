@@ -6,6 +6,8 @@
 #   xs-fused    EM_I8_XS=on EM_STEP_MODE=fused-i8      v3 in the fused step (norm_linear / ssm / gated_linear)
 #   xs-r2-fused EM_I8_XS=r2 EM_STEP_MODE=fused-i8      the same with 2 rows a group
 #   v1-fused    EM_STEP_MODE=fused-i8                  v1's fused forms
+#   xs-pdl-fused EM_I8_XS=on EM_I8_XS_PDL=1 EM_STEP_MODE=fused-i8   v3 with PDL, the form that failed test_fused_cuda
+#               (timing only: its correctness is the open question; docs/int8.md)
 # usage: scripts/int8-decode-ab.sh [VOCAB]   (default 50288); JSON lines to $OUT/int8-ab.jsonl when $OUT is set.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
@@ -30,6 +32,7 @@ run xs-sixop EM_I8_XS=on
 run xs-fused EM_I8_XS=on EM_STEP_MODE=fused-i8
 run xs-r2-fused EM_I8_XS=r2 EM_STEP_MODE=fused-i8
 run v1-fused EM_STEP_MODE=fused-i8
+run xs-pdl-fused EM_I8_XS=on EM_I8_XS_PDL=1 EM_STEP_MODE=fused-i8
 python3 - "$out/int8-ab.jsonl" <<'PY' || true
 import json, sys
 for line in open(sys.argv[1]):
