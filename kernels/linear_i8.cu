@@ -71,7 +71,12 @@
  *      while the same kernels passed with plain launches and in every test_linear_i8_cuda case: not diagnosed before
  *      the session's device time ran out. So v3 is launched without PDL and triggers no dependents (exactly the
  *      configuration that passed), and is opt-in: EM_I8_XS=on (or r2); EM_I8_XS_PDL=1 restores the failing form
- *      for diagnosis. Next: find the PDL failure (test_fused_cuda
+ *      for diagnosis. One suspect, changed since (not yet run): v3 read x with ld.global.nc, the non-coherent L1
+ *      path, whose contract is data that does not change during the kernel's lifetime; under PDL that lifetime
+ *      overlaps the writer of x, and an SM's L1 can hold lines the writer's blocks on that SM loaded (the residual
+ *      add's read-modify-write) whose other rows other SMs then stored. v3 now reads x with ld.global.cg (L2 only):
+ *      x is read once a block, so L1 never helped. v1 and linear.cu read x the same nc way (they reuse it through
+ *      L1) and pass, which may be timing. Next: find the PDL failure (test_fused_cuda
  *      prints which buffer), measure v3 without PDL, then make it and the INT8 fused step the defaults.
  *      Conditions: NT 1, n_in % 1024 == 0 and n_in <= 16384 (x chunks a lane fixed at 2; 4 spilled at the 128
  *      registers that 512-thread blocks allow), partial sums <= 48 KB; else v1. No spills (sm_90, nvcc 13.0): r4
@@ -187,13 +192,14 @@ struct em_i8_fuse {
 /* x chunk vv (16 floats, 4 float4) as the GEMV sees it: MODE 0 x itself; MODE 1 x * nw (ss += x^2); MODE 2
  * y * nw * sc[group]. The group of chunk vv is vv / (group / 16), by a multiply-high with the precomputed
  * ceil(2^32 / d): exact for vv * d <= 2^32 (the launcher's n_in <= 2^20 guarantees it), and no integer division
- * in the loop. */
-template <int MODE>
+ * in the loop. CG: x through L2 only (ld.global.cg), never through the SM's non-coherent L1 path (v3: x is read
+ * once, so L1 gains nothing, and x is what the preceding kernel wrote). */
+template <int MODE, bool CG = false>
 static __device__ __forceinline__ void em_i8_x16(const float *__restrict__ x, uint32_t vv, const em_i8_fuse &f,
                                                  const float *sc, float &ss, float4 (&xv)[4]) {
     const float4 *xp = reinterpret_cast<const float4 *>(x) + 4 * vv;
 #pragma unroll
-    for (int i = 0; i < 4; i++) xv[i] = __ldg(xp + i);
+    for (int i = 0; i < 4; i++) xv[i] = CG ? __ldcg(xp + i) : __ldg(xp + i);
     if constexpr (MODE == 1) {
 #pragma unroll
         for (int i = 0; i < 4; i++) {
@@ -494,7 +500,7 @@ em_linear_i8_xs(const uint4 *__restrict__ w, const float *__restrict__ scale, co
     float4 xq[XC][4];
     float ss = 0.0f;
 #pragma unroll
-    for (int j = 0; j < XC; j++) em_i8_x16<MODE>(x, c0 + (uint32_t)j * cs, f, sc, ss, xq[j]);
+    for (int j = 0; j < XC; j++) em_i8_x16<MODE, true>(x, c0 + (uint32_t)j * cs, f, sc, ss, xq[j]);
 
     /* Two groups in registers, the next issued before the current one is used (as v1). */
     for (uint32_t gi = 0; gi < ng; gi += 2) {
