@@ -1,12 +1,41 @@
 /*
  * gemv_common.cuh — device helpers the decode-step kernels share (linear.cu, linear_i8.cu, ssm.cu): programmatic
  * dependent launch, the warp sum, and the gated norm's group scales that the fused out_proj computes in its
- * prologue. Header-only (static inline device functions), included by .cu files only.
+ * prologue; on the host, the environment switches they read once. Header-only, included by .cu files only.
  */
 #ifndef EM_GEMV_COMMON_CUH
 #define EM_GEMV_COMMON_CUH
 
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <atomic>
+
+/* Host: an environment switch read once (tuning and diagnosis; thread-safe, no allocation): 1 + the index of
+ * getenv(name) among values[0..n), 0 when unset or anything else. cache starts at -1. */
+static inline int em_env_once(const char *name, const char *const *values, int n, std::atomic<int> *cache) {
+    int v = cache->load(std::memory_order_relaxed);
+    if (v < 0) {
+        const char *e = getenv(name);
+        v = 0;
+        for (int i = 0; e && i < n; i++)
+            if (strcmp(e, values[i]) == 0) {
+                v = i + 1;
+                break;
+            }
+        cache->store(v, std::memory_order_relaxed);
+    }
+    return v;
+}
+
+/* EM_PDL_TRIGGER=late (docs/gpu.md): the fused GEMVs let their dependents launch only after their main loop instead
+ * of at entry. Tuning, read once. */
+static inline int em_pdl_trigger_late() {
+    static const char *const values[] = { "late" };
+    static std::atomic<int> cache{-1};
+    return em_env_once("EM_PDL_TRIGGER", values, 1, &cache);
+}
 
 /* Programmatic dependent launch (sm_90+; no-ops when the grid was launched without the attribute). wait: returns once
  * the preceding kernel has completed and its writes are visible. trigger: lets a dependent grid launched with the

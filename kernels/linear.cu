@@ -640,19 +640,6 @@ template <int MODE> static em_lin_kernel em_lin_fused_kernel(int vi) {
     return vi == EM_LIN_V1_ONE_WAVE ? em_linear_bf16_vec<1, 2, 4, 1, 4, MODE> : em_linear_bf16_vec<1, 2, 4, 4, 4, MODE>;
 }
 
-/* Launch mode of the fused ops, for tuning (docs/gpu.md): EM_PDL_TRIGGER=late makes the fused GEMVs let their
- * dependents launch only after their main loop (default: at entry, like the plain GEMV). Read once. */
-static int em_lin_trigger_late(void) {
-    static std::atomic<int> v{-1};
-    int t = v.load(std::memory_order_relaxed);
-    if (t < 0) {
-        const char *e = getenv("EM_PDL_TRIGGER");
-        t = e && strcmp(e, "late") == 0;
-        v.store(t, std::memory_order_relaxed);
-    }
-    return t;
-}
-
 static em_status em_lin_fused_launch(em_lin_kernel k, int vi, const void *w, const float *x, float *y, uint32_t n_in,
                                      uint32_t n_out, uint32_t flags, const em_lin_fuse &f, cudaStream_t s,
                                      const char *name) {
@@ -706,7 +693,7 @@ extern "C" em_status em_cuda_norm_linear(const em_norm_linear_args *a, void *str
     f.conv_dim = a->conv_dim;
     f.K = a->K;
     f.inv_group = 1.0f / (float)a->n_in;
-    f.trigger_late = em_lin_trigger_late();
+    f.trigger_late = em_pdl_trigger_late();
     const int vi = em_lin_pick(1, a->n_out, a->n_in);
     return em_lin_fused_launch(em_lin_fused_kernel<1>(vi), vi, a->w, a->x, a->y, a->n_in, a->n_out, a->flags, f,
                                (cudaStream_t)stream, "em_cuda_norm_linear");
@@ -734,17 +721,13 @@ extern "C" em_status em_cuda_gated_linear(const em_gated_linear_args *a, void *s
     f.hpg = a->group / a->P;
     f.n_groups = a->n_in / a->group;
     f.inv_group = 1.0f / (float)a->group;
-    f.trigger_late = em_lin_trigger_late();
+    f.trigger_late = em_pdl_trigger_late();
     /* The several-waves geometry (KS 4: 2 rows a block) even where one wave would hold the grid: measured on the
      * H100 for out_proj of the 8B shape, 25.3 us vs 26.2 us a launch in a graph and 4.842 vs 4.939 ms a token
      * (docs/gpu.md, "the fused step"). EM_GATED_KS1=1 picks em_cuda_linear's choice instead (tuning). */
+    static const char *const one[] = { "1" };
     static std::atomic<int> ks1{-1};
-    int k1 = ks1.load(std::memory_order_relaxed);
-    if (k1 < 0) {
-        const char *e = getenv("EM_GATED_KS1");
-        k1 = e && e[0] == '1';
-        ks1.store(k1, std::memory_order_relaxed);
-    }
+    const int k1 = em_env_once("EM_GATED_KS1", one, 1, &ks1);
     const int vi = k1 || a->n_in / 8 < 32u * 4 * 4 ? em_lin_pick(1, a->n_out, a->n_in) : EM_LIN_V1_WAVES;
     return em_lin_fused_launch(em_lin_fused_kernel<2>(vi), vi, a->w, a->y, a->x, a->n_in, a->n_out, a->flags, f,
                                (cudaStream_t)stream, "em_cuda_gated_linear");

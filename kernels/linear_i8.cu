@@ -736,27 +736,17 @@ static int em_i8_xs_config(int vi, int mode, uint32_t n_in, uint32_t n_out, cuda
 /* EM_I8_XS (read once): "on" sends one-token GEMVs to v3 (4 rows a group), "r2" to v3 with 2 rows a group; unset
  * or anything else keeps v1's geometries. Opt-in until v3 passes test_fused_cuda with PDL (see the history). */
 static int em_i8_xs_mode(void) {
-    static std::atomic<int> v{-1};
-    int m = v.load(std::memory_order_relaxed);
-    if (m < 0) {
-        const char *e = getenv("EM_I8_XS");
-        m = e && strcmp(e, "on") == 0 ? 1 : e && strcmp(e, "r2") == 0 ? 2 : 0;
-        v.store(m, std::memory_order_relaxed);
-    }
-    return m;
+    static const char *const values[] = { "on", "r2" };
+    static std::atomic<int> cache{-1};
+    return em_env_once("EM_I8_XS", values, 2, &cache);
 }
 
 /* EM_I8_XS_PDL=1 (read once; diagnosis of v3's PDL failure, not for use): v3 launched with PDL when the caller
  * allows it (EM_LINEAR_W_CONST), triggering its dependents at entry, as in the run that failed. */
 static int em_i8_xs_pdl(void) {
-    static std::atomic<int> v{-1};
-    int m = v.load(std::memory_order_relaxed);
-    if (m < 0) {
-        const char *e = getenv("EM_I8_XS_PDL");
-        m = e && strcmp(e, "1") == 0;
-        v.store(m, std::memory_order_relaxed);
-    }
-    return m;
+    static const char *const values[] = { "1" };
+    static std::atomic<int> cache{-1};
+    return em_env_once("EM_I8_XS_PDL", values, 1, &cache);
 }
 
 /* The v3 variant for one token (-1: none takes n_in / n_out): 2 x chunks a lane, so n_in a multiple of 1024 up to
@@ -874,19 +864,6 @@ extern "C" em_status em_cuda_linear_i8(const em_linear_args *a, void *stream) {
 
 // ---- the decode step's fused ops with INT8 weights (ops.h: em_norm_linear_args, em_gated_linear_args) ----------
 
-/* Launch mode of the fused ops, as linear.cu's: EM_PDL_TRIGGER=late lets dependents launch only after the main loop
- * (default: at entry). Tuning, read once. */
-static int em_i8_trigger_late(void) {
-    static std::atomic<int> v{-1};
-    int t = v.load(std::memory_order_relaxed);
-    if (t < 0) {
-        const char *e = getenv("EM_PDL_TRIGGER");
-        t = e && strcmp(e, "late") == 0;
-        v.store(t, std::memory_order_relaxed);
-    }
-    return t;
-}
-
 /* Tuning: EM_I8_NORM_VARIANT / EM_I8_GATED_VARIANT = an index of em_i8_variants with fused forms (NT 1; the list
  * test_fused_cuda --sweep prints) overrides the fused op's pick; anything else (or unset) is ignored. Read once. */
 static int em_i8_env_variant(const char *name, std::atomic<int> *cache) {
@@ -964,7 +941,7 @@ static em_status em_i8_norm_linear_run(const em_norm_linear_args *a, void *strea
     f.conv_dim = a->conv_dim;
     f.K = a->K;
     f.inv_group = 1.0f / (float)a->n_in;
-    f.trigger_late = em_i8_trigger_late();
+    f.trigger_late = em_pdl_trigger_late();
     return em_i8_fused_launch(vi, 1, a->w, a->w_scale, a->x, a->y, a->n_in, a->n_out, a->flags, f,
                               (cudaStream_t)stream, "em_cuda_norm_linear_i8");
 }
@@ -1000,7 +977,7 @@ static em_status em_i8_gated_linear_run(const em_gated_linear_args *a, void *str
     f.hpg = a->group / a->P;
     f.n_groups = a->n_in / a->group;
     f.inv_group = 1.0f / (float)a->group;
-    f.trigger_late = em_i8_trigger_late();
+    f.trigger_late = em_pdl_trigger_late();
     return em_i8_fused_launch(vi, 2, a->w, a->w_scale, a->y, a->x, a->n_in, a->n_out, a->flags, f,
                               (cudaStream_t)stream, "em_cuda_gated_linear_i8");
 }
