@@ -1,9 +1,10 @@
 /*
  * attention.cu — causal grouped-query attention over a BF16 KV cache on the GPU (issue 9): the hybrid's attention
  * layers, decode (one token: flash-decoding, split over the context) and prefill (a prompt chunk: flash-attention
- * tiles). Twin: em_ref_attention_bf16 (kernels/ref/attention_bf16_ref.c; em_attn_dev_args in ops.h). Test and
- * benchmark: tests/test_attention_cuda.c (`--perf`: decode at 512, 4K and 32K tokens of context on the hybrid 8B
- * shape, GB/s of KV bytes against the read bandwidth measured in the same run). docs/hybrid-cuda.md.
+ * tiles on the tensor cores). Twin: em_ref_attention_bf16 (kernels/ref/attention_bf16_ref.c; em_attn_dev_args in
+ * ops.h). Test and benchmark: tests/test_attention_cuda.c (`--perf`: decode at 512, 4K and 32K tokens of context on
+ * the hybrid 8B shape, GB/s of KV bytes against the read bandwidth measured in the same run; prefill 512 tokens at
+ * 0, 4096 and 32256, SIMT against tensor cores). docs/hybrid-cuda.md.
  *
  * Why this shape: at batch 1 a decode step of an attention layer reads its whole K and V cache once. For the
  * hybrid 8B (8 KV heads x 128, bf16) that is 4 KiB a token of context: 128 MiB at 32K, ~40 us at 3.3 TB/s per
@@ -32,9 +33,29 @@
  *   em_attn_combine_kernel   (S > 1) one block per query head, a thread per dim: the S partials merged in split
  *                            order (deterministic: no atomics; the result depends only on S, which depends on
  *                            the context length and the device's SM count and occupancy).
- *   em_attn_prefill_kernel<D> (n_tok > 1) flash-attention tiles on fp32 SIMT (no tensor cores yet: correctness
- *                            first). Query rows of one KV head are (token, head-of-the-group) pairs, r = t rep + i,
- *                            so a block of 16 rows shares each K/V tile across its GQA heads. K/V tiles of 32 keys
+ *   em_attn_prefill_tc_kernel<D, LDSM>  (n_tok > 1, the default where it applies: head_dim 64 or 128, sm_80+)
+ *                            flash-attention-2 on the tensor cores: mma.sync.aligned.m16n8k16 bf16 x bf16 -> f32
+ *                            (inline PTX; fragment layouts written out above the kernel). Query rows as the SIMT
+ *                            kernel's (below): r = t rep + i of one KV head. Block: 4 warps x 16 rows = 64 rows
+ *                            (16 tokens of the 8B's rep 4) of one KV head; key tiles of 64 rows. Each warp holds its
+ *                            Q rows as bf16 A fragments for the whole kernel (q * scale * log2 e, rounded once), its
+ *                            16 x 64 score tile and its 16 x D output in f32 registers. K and V tiles go to shared
+ *                            memory by cp.async (16 B, L2 only) into rows padded to D + 8 bf16 (ldmatrix
+ *                            conflict-free); one buffer each, overlapped FA2-style: V(j) streams in under S = Q K(j)^T
+ *                            and the softmax, K(j + 1) under O += P V(j); two __syncthreads a tile. K fragments by
+ *                            ldmatrix.x4, V fragments by ldmatrix.x4.trans (LDSM = false: plain shared loads, the
+ *                            test's check of that addressing). Online softmax in the log2 domain per row, the row's
+ *                            64 scores spread over a lane quad (2 shuffles for the max); P rounded to bf16 for the
+ *                            P V MMA, the row sum l kept from the f32 p. Causal mask only in tiles the diagonal
+ *                            crosses; a warp skips tiles past its last row's keys; rows past the block's last key
+ *                            are zero-filled in shared memory, never read from the cache.
+ *                            Precision: bf16 q and bf16 P against the twin (f32 q, f32 P), measured with a CPU model
+ *                            of exactly this rounding on the test's inputs: max rel err 1.9e-3 .. 3.1e-3 (q split
+ *                            into bf16 hi + lo would give 1.1e-3 .. 1.7e-3, P's rounding then dominating, for 1.5x
+ *                            the MMAs and 32 more registers: not taken; the test's limit is 1e-2).
+ *   em_attn_prefill_kernel<D> (path 2; the fallback where the tensor-core kernel does not apply) flash-attention
+ *                            tiles on fp32 SIMT. Query rows of one KV head are (token, head-of-the-group) pairs,
+ *                            r = t rep + i, so a block of 16 rows shares each K/V tile across its GQA heads. K/V tiles of 32 keys
  *                            widened to f32 in shared memory (K padded to D + 1 floats a row: the lane-per-key dot
  *                            reads are conflict-free); a warp holds 4 query rows, lane j scores key j, the online
  *                            softmax is per row (warp max), the lanes own D / 32 output dims each and take p_j by
@@ -48,8 +69,14 @@
  * position changes between replays: the splits past the context find no rows and leave an empty partial.
  *
  * Version history (each line: what changed, and why):
- *   v1 (this file) the kernels above. Not measured yet on a GPU (written without one): test_attention_cuda --perf
- *      prints the figures; docs/hybrid-cuda.md will keep them.
+ *   v1 the kernels above but the tensor-core prefill; prefill on fp32 SIMT. H100: hybrid 8B prefill at a 32768-token
+ *      prompt 10470 tok/s against llama.cpp's 17697 (0.59x) because the SIMT prefill uses no tensor cores (issue 9).
+ *   v2 (this file) em_attn_prefill_tc_kernel, the default for n_tok > 1: bf16 mma.sync flash-attention-2. Written
+ *      without a GPU; its index logic was run in a host emulation (128 threads a block, the warp collectives
+ *      emulated from the PTX ISA) against a double reference, and not yet measured on a GPU: test_attention_cuda
+ *      --perf prints SIMT against tensor cores (us, TFLOP/s); docs/hybrid-cuda.md keeps the figures.
+ *   Paths (em_cuda_attention_path, tests): 0 by n_tok, 1 decode, 2 SIMT prefill, 3 tensor-core prefill, 4 the same
+ *      with plain shared loads in place of ldmatrix.
  *
  * Build: part of the library with -DEM_CUDA=ON. Standalone, with the resource report (registers, spills):
  *   nvcc -O3 -std=c++17 -arch=sm_90 -Xptxas -v -Iinclude -Ikernels -Iruntime -Iplatform \
@@ -73,6 +100,7 @@
 #include <type_traits>
 
 #include "cuda_ops.h"
+#include "gemv_common.cuh" /* em_env_once */
 #include "workspace.h"
 extern "C" {
 #include "util.h" /* em_fail */
@@ -442,6 +470,271 @@ __global__ void __launch_bounds__(EM_ATTN_THREADS) em_attn_prefill_kernel(const 
     }
 }
 
+// ---- prefill: flash-attention on the tensor cores (mma.sync m16n8k16, bf16 in, fp32 accumulate) ----------------
+
+/* The tensor-core prefill (v2; see the top comment for the why). Fragment layouts of mma.sync.aligned.m16n8k16.row.col
+ * .f32.bf16.bf16.f32 (PTX ISA, "Matrix fragments for mma.m16n8k16 with floating point type"), with gi = lane / 4 and
+ * ti = lane % 4; a 32-bit register holds two bf16, the lower-indexed element in the low half:
+ *   A (16 x 16, row-major): a[0] = (row gi,     cols 2ti, 2ti+1)   a[1] = (row gi + 8, cols 2ti, 2ti+1)
+ *                           a[2] = (row gi, cols 2ti+8, 2ti+9)     a[3] = (row gi + 8, cols 2ti+8, 2ti+9)
+ *   B (16 x 8, "col"):      b[0] = (rows k 2ti, 2ti+1; col n gi)   b[1] = (rows k 2ti+8, 2ti+9; col n gi)
+ *   C (16 x 8, f32):        c[0], c[1] = (row gi, cols 2ti, 2ti+1) c[2], c[3] = (row gi + 8, cols 2ti, 2ti+1)
+ * S = Q K^T: A = Q (query rows x dims), B[k = dim][n = key] = K[key][dim]: b[0] is the two dims 2ti, 2ti+1 of key
+ * row gi, one 32-bit word of the K tile as it lies in shared memory ([key][dim]).
+ * O = P V: A = P (query rows x keys) is the S accumulator of two adjacent 8-key tiles re-packed to bf16 (c[0], c[1]
+ * of tile 2kp -> a[0]; c[2], c[3] -> a[1]; tile 2kp + 1 -> a[2], a[3]), B[k = key][n = dim] = V[key][dim]: b[0] is
+ * dim gi of keys 2ti, 2ti+1, a column pair of the V tile: ldmatrix .trans gives exactly that.
+ * ldmatrix.x4 (LDSM): lane l gives the address of row l % 8 of 8x8 matrix l / 8 (16 bytes) and receives register m
+ * = matrix m's (row gi, cols 2ti, 2ti+1); with .trans, matrix m's (rows 2ti, 2ti+1; col gi). LDSM = false loads the
+ * same registers with plain shared-memory loads straight from the layouts above (a check of the ldmatrix
+ * addressing: test path 4; a little slower). */
+
+#define EM_ATTN_TC_WARPS 4                         /* warps per block */
+#define EM_ATTN_TC_THREADS (EM_ATTN_TC_WARPS * 32)
+#define EM_ATTN_TC_BQ (EM_ATTN_TC_WARPS * 16)      /* query rows per block: one m16 tile a warp */
+#define EM_ATTN_TC_BK 64                           /* keys per tile */
+#define EM_ATTN_TC_PAD 8                           /* bf16 past D in a shared row: rows 16 bytes apart mod 128 B */
+#ifndef EM_ATTN_TC_DEFAULT /* 1: path 0 takes the tensor-core prefill where it applies; build with
+                              -DEM_ATTN_TC_DEFAULT=0 (CMAKE_CUDA_FLAGS) to make the SIMT kernel the default again */
+#define EM_ATTN_TC_DEFAULT 1
+#endif
+
+/* two f32 -> one bf16x2 word, nearest even: lo in the low half (cvt.rn.bf16x2.f32 d, a, b puts a in the HIGH half) */
+static __device__ __forceinline__ uint32_t em_attn_bf16x2(float lo, float hi) {
+    uint32_t r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+
+/* c += a b, one m16n8k16 bf16 MMA with f32 accumulators */
+static __device__ __forceinline__ void em_attn_mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+static __device__ __forceinline__ void em_attn_ldsm4(uint32_t (&r)[4], const uint16_t *s) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"((uint32_t)__cvta_generic_to_shared(s))
+                 : "memory");
+}
+static __device__ __forceinline__ void em_attn_ldsm4_t(uint32_t (&r)[4], const uint16_t *s) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"((uint32_t)__cvta_generic_to_shared(s))
+                 : "memory");
+}
+
+/* 16 bytes global -> shared without a register round trip (L2 only: the tile is shared through shared memory) */
+static __device__ __forceinline__ void em_attn_cp16(uint16_t *s, const uint16_t *g) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"((uint32_t)__cvta_generic_to_shared(s)), "l"(g)
+                 : "memory");
+}
+static __device__ __forceinline__ void em_attn_cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+static __device__ __forceinline__ void em_attn_cp_wait_all() { asm volatile("cp.async.wait_group 0;" ::: "memory"); }
+
+/* One BK x D tile of a KV head's cache (rows j0 ..) into shared memory [BK][D + PAD]: rows < kmax by cp.async, the
+ * rest zero (never read from the cache: they may not be written yet; zero V keeps 0 * V finite). */
+template <int D>
+static __device__ __forceinline__ void em_attn_tc_tile(uint16_t *s, const uint16_t *cache, size_t rs, uint32_t j0,
+                                                       uint32_t kmax) {
+    constexpr int C8 = D / 8, LD = D + EM_ATTN_TC_PAD, IT = EM_ATTN_TC_BK * C8 / EM_ATTN_TC_THREADS;
+    static_assert(IT * EM_ATTN_TC_THREADS == EM_ATTN_TC_BK * C8, "16-byte chunks a thread: whole");
+#pragma unroll
+    for (int it = 0; it < IT; it++) {
+        const int i = (int)threadIdx.x + it * EM_ATTN_TC_THREADS, jj = i / C8, c = i % C8;
+        uint16_t *dst = s + jj * LD + c * 8;
+        if (j0 + jj < kmax) em_attn_cp16(dst, cache + (size_t)(j0 + jj) * rs + c * 8);
+        else *reinterpret_cast<uint4 *>(dst) = make_uint4(0u, 0u, 0u, 0u);
+    }
+}
+
+template <int D, bool LDSM>
+__global__ void __launch_bounds__(EM_ATTN_TC_THREADS) em_attn_prefill_tc_kernel(const em_attn_kp p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    constexpr int BQ = EM_ATTN_TC_BQ, BK = EM_ATTN_TC_BK, LD = D + EM_ATTN_TC_PAD;
+    constexpr int KS = D / 16; /* k-steps of S = Q K^T (dims) */
+    constexpr int NS = BK / 8; /* 8-key column tiles of S */
+    constexpr int KP = BK / 16; /* k-steps of O = P V (keys) */
+    constexpr int NO = D / 8;  /* 8-dim column tiles of O */
+    static_assert(KS % 2 == 0 && NO % 2 == 0, "ldmatrix.x4 takes two k-steps of K, two dim tiles of V");
+    __shared__ __align__(16) uint16_t Ks[BK * LD];
+    __shared__ __align__(16) uint16_t Vs[BK * LD];
+
+    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gi = lane >> 2, ti = lane & 3;
+    const uint32_t g = blockIdx.y, rep = p.rep, n_rows = p.n_tok * rep; /* rows of this KV head: r = t rep + i */
+    const uint32_t r0 = blockIdx.x * BQ, rw = r0 + warp * 16;           /* the block's and the warp's first row */
+    const uint32_t pos = em_attn_pos(p);
+    const uint32_t kmax = pos + (min(r0 + BQ, n_rows) - 1) / rep + 1;  /* keys any row of the block sees */
+    const bool active = rw < n_rows;                                    /* warp-uniform */
+    const uint32_t w_first = pos + min(rw, n_rows - 1) / rep;           /* the warp's rows see keys [0, w_first] .. */
+    const uint32_t w_last = pos + min(rw + 15, n_rows - 1) / rep;       /* .. [0, w_last] */
+    const uint32_t ra = rw + gi, rb = rw + gi + 8;                      /* this thread's two rows */
+    const uint32_t ca = min(ra, n_rows - 1), cb = min(rb, n_rows - 1);  /* clamped (rows past the end: not written) */
+    const uint32_t last_a = pos + ca / rep, last_b = pos + cb / rep;
+
+    /* Q (q * scale * log2 e, rounded to bf16) as A fragments, held for the whole kernel */
+    uint32_t qf[KS][4];
+    {
+        const float *qa = p.q + (size_t)(ca / rep) * p.qs + (size_t)(g * rep + ca % rep) * D + 2 * ti;
+        const float *qb = p.q + (size_t)(cb / rep) * p.qs + (size_t)(g * rep + cb % rep) * D + 2 * ti;
+        const float sl = p.scale_log2;
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++) {
+            const int d = 16 * kk;
+            qf[kk][0] = em_attn_bf16x2(qa[d] * sl, qa[d + 1] * sl);
+            qf[kk][1] = em_attn_bf16x2(qb[d] * sl, qb[d + 1] * sl);
+            qf[kk][2] = em_attn_bf16x2(qa[d + 8] * sl, qa[d + 9] * sl);
+            qf[kk][3] = em_attn_bf16x2(qb[d + 8] * sl, qb[d + 9] * sl);
+        }
+    }
+    float o[NO][4];
+#pragma unroll
+    for (int n = 0; n < NO; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.0f, l_b = 0.0f; /* running max (log2 domain), partial sums */
+
+    const size_t rs = (size_t)p.Hkv * D;
+    const uint16_t *kc = p.kc + (size_t)g * D, *vc = p.vc + (size_t)g * D;
+    em_attn_tc_tile<D>(Ks, kc, rs, 0, kmax);
+    em_attn_cp_commit();
+    for (uint32_t j0 = 0; j0 < kmax; j0 += BK) {
+        em_attn_cp_wait_all(); /* this thread's K rows landed ... */
+        __syncthreads();       /* ... everyone's; and every warp is done with the previous V tile */
+        em_attn_tc_tile<D>(Vs, vc, rs, j0, kmax);
+        em_attn_cp_commit();
+        const bool work = active && j0 <= w_last; /* warp-uniform: some row of the warp sees a key of the tile */
+        uint32_t pf[KP][4];                        /* P as bf16 A fragments */
+        if (work) {
+            float s[NS][4];
+#pragma unroll
+            for (int n = 0; n < NS; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+            for (int kk = 0; kk < KS; kk += 2) {
+#pragma unroll
+                for (int n = 0; n < NS; n++) {
+                    uint32_t b[4];
+                    if (LDSM) { /* matrices: (keys 8n.., dims 16kk + 0/8/16/24 ..) = b0, b1 of kk, b0, b1 of kk + 1 */
+                        em_attn_ldsm4(b, Ks + (8 * n + (lane & 7)) * LD + 16 * kk + 8 * (lane >> 3));
+                    } else {
+                        const uint16_t *kr = Ks + (8 * n + gi) * LD + 16 * kk + 2 * ti;
+                        b[0] = *reinterpret_cast<const uint32_t *>(kr);
+                        b[1] = *reinterpret_cast<const uint32_t *>(kr + 8);
+                        b[2] = *reinterpret_cast<const uint32_t *>(kr + 16);
+                        b[3] = *reinterpret_cast<const uint32_t *>(kr + 24);
+                    }
+                    em_attn_mma(s[n], qf[kk], b[0], b[1]);
+                    em_attn_mma(s[n], qf[kk + 1], b[2], b[3]);
+                }
+            }
+            if (j0 + BK - 1 > w_first) { /* the causal edge crosses this tile for some row of the warp */
+#pragma unroll
+                for (int n = 0; n < NS; n++) {
+                    const uint32_t j = j0 + 8 * n + 2 * ti;
+                    s[n][0] = j <= last_a ? s[n][0] : -INFINITY;
+                    s[n][1] = j + 1 <= last_a ? s[n][1] : -INFINITY;
+                    s[n][2] = j <= last_b ? s[n][2] : -INFINITY;
+                    s[n][3] = j + 1 <= last_b ? s[n][3] : -INFINITY;
+                }
+            }
+            float mx_a = -INFINITY, mx_b = -INFINITY;
+#pragma unroll
+            for (int n = 0; n < NS; n++) {
+                mx_a = fmaxf(mx_a, fmaxf(s[n][0], s[n][1]));
+                mx_b = fmaxf(mx_b, fmaxf(s[n][2], s[n][3]));
+            }
+            /* the row's 64 scores sit in the 4 lanes of a quad */
+            mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 1));
+            mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 2));
+            mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 1));
+            mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 2));
+            /* finite: key 0 is in every row's first tile, and a row's max only grows */
+            const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
+            const float c_a = exp2f(m_a - mn_a), c_b = exp2f(m_b - mn_b); /* 0 on the first tile (m = -inf) */
+            m_a = mn_a;
+            m_b = mn_b;
+            float ps_a = 0.0f, ps_b = 0.0f;
+#pragma unroll
+            for (int n = 0; n < NS; n++) {
+                s[n][0] = exp2f(s[n][0] - mn_a);
+                s[n][1] = exp2f(s[n][1] - mn_a);
+                s[n][2] = exp2f(s[n][2] - mn_b);
+                s[n][3] = exp2f(s[n][3] - mn_b);
+                ps_a += s[n][0] + s[n][1];
+                ps_b += s[n][2] + s[n][3];
+            }
+            l_a = fmaf(l_a, c_a, ps_a); /* this lane's part of the row sum (f32 p), added over the quad at the end */
+            l_b = fmaf(l_b, c_b, ps_b);
+#pragma unroll
+            for (int n = 0; n < NO; n++) {
+                o[n][0] *= c_a;
+                o[n][1] *= c_a;
+                o[n][2] *= c_b;
+                o[n][3] *= c_b;
+            }
+#pragma unroll
+            for (int kp = 0; kp < KP; kp++) {
+                pf[kp][0] = em_attn_bf16x2(s[2 * kp][0], s[2 * kp][1]);
+                pf[kp][1] = em_attn_bf16x2(s[2 * kp][2], s[2 * kp][3]);
+                pf[kp][2] = em_attn_bf16x2(s[2 * kp + 1][0], s[2 * kp + 1][1]);
+                pf[kp][3] = em_attn_bf16x2(s[2 * kp + 1][2], s[2 * kp + 1][3]);
+            }
+        }
+        em_attn_cp_wait_all(); /* this thread's V rows landed ... */
+        __syncthreads();       /* ... everyone's; and every warp is done with the K tile */
+        if (j0 + BK < kmax) {  /* the next K tile streams in under P V */
+            em_attn_tc_tile<D>(Ks, kc, rs, j0 + BK, kmax);
+            em_attn_cp_commit();
+        }
+        if (work) {
+#pragma unroll
+            for (int kp = 0; kp < KP; kp++) {
+#pragma unroll
+                for (int n = 0; n < NO; n += 2) {
+                    uint32_t b[4];
+                    if (LDSM) { /* matrices: (keys 16kp + 0/8 .., dims 8n ..), then dims 8(n + 1) .. */
+                        em_attn_ldsm4_t(b, Vs + (16 * kp + (lane & 15)) * LD + 8 * n + 8 * (lane >> 4));
+                    } else {
+                        const uint16_t *vr = Vs + (16 * kp + 2 * ti) * LD + 8 * n + gi;
+                        b[0] = (uint32_t)vr[0] | (uint32_t)vr[LD] << 16;
+                        b[1] = (uint32_t)vr[8 * LD] | (uint32_t)vr[9 * LD] << 16;
+                        b[2] = (uint32_t)vr[8] | (uint32_t)vr[LD + 8] << 16;
+                        b[3] = (uint32_t)vr[8 * LD + 8] | (uint32_t)vr[9 * LD + 8] << 16;
+                    }
+                    em_attn_mma(o[n], pf[kp], b[0], b[1]);
+                    em_attn_mma(o[n + 1], pf[kp], b[2], b[3]);
+                }
+            }
+        }
+    }
+    if (!active) return;
+    l_a += __shfl_xor_sync(0xffffffffu, l_a, 1);
+    l_a += __shfl_xor_sync(0xffffffffu, l_a, 2);
+    l_b += __shfl_xor_sync(0xffffffffu, l_b, 1);
+    l_b += __shfl_xor_sync(0xffffffffu, l_b, 2);
+    const float ia = 1.0f / l_a, ib = 1.0f / l_b; /* >= 1: the max's own term is 1 */
+    if (ra < n_rows) {
+        float *out = p.out + (size_t)(ra / rep) * p.os + (size_t)(g * rep + ra % rep) * D + 2 * ti;
+#pragma unroll
+        for (int n = 0; n < NO; n++) {
+            out[8 * n] = o[n][0] * ia;
+            out[8 * n + 1] = o[n][1] * ia;
+        }
+    }
+    if (rb < n_rows) {
+        float *out = p.out + (size_t)(rb / rep) * p.os + (size_t)(g * rep + rb % rep) * D + 2 * ti;
+#pragma unroll
+        for (int n = 0; n < NO; n++) {
+            out[8 * n] = o[n][2] * ib;
+            out[8 * n + 1] = o[n][3] * ib;
+        }
+    }
+#else
+    (void)p; /* bf16 mma.sync needs sm_80: the launcher never picks this kernel below (em_attn_tc_device) */
+#endif
+}
+
 // ---- dispatch ------------------------------------------------------------------------------------------------
 
 /* f(integral_constant<D>, integral_constant<REP>) for the supported head dims and REP in {1, 2, 4, 8}. */
@@ -466,8 +759,31 @@ static uint32_t em_attn_rep_block(uint32_t rep) { return rep % 8 == 0 ? 8 : rep 
 typedef struct em_attn_dev {
     std::atomic<int> sms;
     std::atomic<int> bps[8];
+    std::atomic<int> cc_major; /* compute capability major (0 = not asked yet, -1 = unknown) */
 } em_attn_dev;
 static em_attn_dev em_attn_devs[EM_ATTN_MAX_DEVICES];
+
+/* 1 if the current device runs the tensor-core prefill (bf16 mma.sync: sm_80 and later). Host-only query, once. */
+static int em_attn_tc_device(void) {
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= EM_ATTN_MAX_DEVICES) {
+        cudaGetLastError();
+        return 0;
+    }
+    em_attn_dev *di = &em_attn_devs[dev];
+    int cc = di->cc_major.load(std::memory_order_relaxed);
+    if (cc == 0) {
+        if (cudaDeviceGetAttribute(&cc, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess || cc <= 0) {
+            cudaGetLastError();
+            cc = -1;
+        }
+        di->cc_major.store(cc, std::memory_order_relaxed);
+    }
+    return cc >= 8;
+}
+
+/* The tensor-core prefill takes these head dims (the SIMT kernel stays the fallback for others). */
+static int em_attn_tc_head_dim(uint32_t D) { return D == 64 || D == 128; }
 
 static int em_attn_rep_index(uint32_t rb) { return rb == 8 ? 3 : rb == 4 ? 2 : rb == 2 ? 1 : 0; }
 
@@ -544,6 +860,13 @@ extern "C" int em_cuda_attention_supported(const em_attn_dev_args *a) {
     return 1;
 }
 
+/* EM_ATTN_TC=0 (read once; A/B without a rebuild): prompts take the SIMT prefill kernel, as -DEM_ATTN_TC_DEFAULT=0. */
+static int em_attn_tc_off(void) {
+    static const char *const values[] = { "0" };
+    static std::atomic<int> cache{-1};
+    return em_env_once("EM_ATTN_TC", values, 1, &cache);
+}
+
 extern "C" em_status em_cuda_attention_path(const em_attn_dev_args *a, void *ws, size_t ws_bytes, void *stream,
                                             int path) {
     if (!a) return em_fail(EM_ERR_INVALID_ARG, "em_cuda_attention: args is NULL");
@@ -553,11 +876,14 @@ extern "C" em_status em_cuda_attention_path(const em_attn_dev_args *a, void *ws,
                        a->n_tok, a->pos, a->max_ctx, a->n_head, a->n_kv_head, a->head_dim, a->rope_dims, a->q_stride,
                        a->kv_stride, a->out_stride,
                        ((uintptr_t)a->k_cache | (uintptr_t)a->v_cache) % 16 == 0 ? "yes" : "no");
-    if (path < 0 || path > 2 || (path == 1 && a->n_tok != 1))
+    if (path < 0 || path > 4 || (path == 1 && a->n_tok != 1))
         return em_fail(EM_ERR_INVALID_ARG, "em_cuda_attention_path: path %d cannot take n_tok %u", path, a->n_tok);
+    const uint32_t D = a->head_dim, Hq = a->n_head, Hkv = a->n_kv_head, rep = Hq / Hkv;
+    if (path >= 3 && !(em_attn_tc_head_dim(D) && em_attn_tc_device()))
+        return em_fail(EM_ERR_INVALID_ARG, "em_cuda_attention_path: path %d (tensor-core prefill) needs head_dim 64 or "
+                       "128 (got %u) and a device of compute capability 8.0 or later", path, D);
     if (a->n_tok == 0) return EM_OK;
     const int decode = path == 1 || (path == 0 && a->n_tok == 1);
-    const uint32_t D = a->head_dim, Hq = a->n_head, Hkv = a->n_kv_head, rep = Hq / Hkv;
     if (decode && (!ws || ws_bytes < em_cuda_attention_workspace_bytes(a->max_ctx, Hq, D)))
         return em_fail(EM_ERR_INVALID_ARG, "em_cuda_attention: decode needs a workspace of %zu bytes (max_ctx %u), got "
                        "%zu%s", em_cuda_attention_workspace_bytes(a->max_ctx, Hq, D), a->max_ctx, ws_bytes,
@@ -590,6 +916,20 @@ extern "C" em_status em_cuda_attention_path(const em_attn_dev_args *a, void *ws,
     EM_TRY(em_attn_launched("em_attn_append_kernel", a));
 
     if (!decode) {
+        /* the tensor-core kernel where it applies (forced by 3, 4), else the fp32 SIMT one (forced by 2) */
+        const int tc = path >= 3 || (path == 0 && EM_ATTN_TC_DEFAULT && !em_attn_tc_off() && em_attn_tc_head_dim(D) &&
+                                     em_attn_tc_device());
+        if (tc) {
+            const dim3 grid((a->n_tok * rep + EM_ATTN_TC_BQ - 1) / EM_ATTN_TC_BQ, Hkv);
+            if (path == 4) {
+                if (D == 64) em_attn_prefill_tc_kernel<64, false><<<grid, EM_ATTN_TC_THREADS, 0, s>>>(p);
+                else em_attn_prefill_tc_kernel<128, false><<<grid, EM_ATTN_TC_THREADS, 0, s>>>(p);
+            } else {
+                if (D == 64) em_attn_prefill_tc_kernel<64, true><<<grid, EM_ATTN_TC_THREADS, 0, s>>>(p);
+                else em_attn_prefill_tc_kernel<128, true><<<grid, EM_ATTN_TC_THREADS, 0, s>>>(p);
+            }
+            return em_attn_launched("em_attn_prefill_tc_kernel", a);
+        }
         const dim3 grid((a->n_tok * rep + EM_ATTN_PF_BQ - 1) / EM_ATTN_PF_BQ, Hkv);
         if (D == 64) em_attn_prefill_kernel<64><<<grid, EM_ATTN_THREADS, 0, s>>>(p);
         else em_attn_prefill_kernel<128><<<grid, EM_ATTN_THREADS, 0, s>>>(p);

@@ -186,7 +186,8 @@ int em_cuda_attention_supported(const em_attn_dev_args *a);
  *  fp32 rounding): RoPE on q (in place) and k, k and v rounded to bf16 into cache rows [pos, pos + n_tok), then
  *  n_tok == 1: split-K decode (2 or 3 kernels; needs ws, ws_bytes >= em_cuda_attention_workspace_bytes(max_ctx,
  *  n_head, head_dim)); n_tok > 1: causal flash-attention prefill over rows [0, pos + t] (2 kernels; ws unused, may be
- *  NULL). out must not overlap q, k, v or the cache; k/v may share rows with q (a fused qkv row). n_tok == 0 queues
+ *  NULL; on sm_80+ on the tensor cores, q * scale and P rounded to bf16: ~3e-3 relative to the twin). out must not
+ *  overlap q, k, v or the cache; k/v may share rows with q (a fused qkv row). n_tok == 0 queues
  *  nothing. @return EM_OK; EM_ERR_INVALID_ARG (unsupported, or workspace missing/too small); EM_ERR_DEVICE. */
 em_status em_cuda_attention(const em_attn_dev_args *a, void *ws, size_t ws_bytes, void *stream);
 /** For a captured decode step (a->pos_dev set): queues *pos_dev += n (one thread), so the graph advances its own
@@ -207,8 +208,10 @@ em_status em_cuda_mlp_act(float *h, size_t n, uint32_t act, void *stream);
  *  BF16 weights, or I8 with up_scale / down_scale (x and h rounded to bf16 on the way in, as em_cuda_gemm does:
  *  ~1e-3 relative). @return as em_cuda_gemm. */
 em_status em_cuda_mlp_gemm(void *gemm, const em_mlp_args *a, void *ws, size_t ws_bytes, void *stream);
-/** Test hooks: em_cuda_attention on a chosen path (0 = by n_tok, 1 = split-K decode (n_tok must be 1), 2 = the
- *  prefill kernel for any n_tok (ws unused)), and the number of splits decode takes for these arguments. */
+/** Test hooks: em_cuda_attention on a chosen path (0 = by n_tok, 1 = split-K decode (n_tok must be 1), 2 = the fp32
+ *  SIMT prefill kernel for any n_tok (ws unused), 3 = the tensor-core prefill kernel (what 0 takes for n_tok > 1 on
+ *  sm_80+), 4 = the same with plain shared loads for ldmatrix; 3 and 4: EM_ERR_INVALID_ARG below sm_80), and the
+ *  number of splits decode takes for these arguments. */
 em_status em_cuda_attention_path(const em_attn_dev_args *a, void *ws, size_t ws_bytes, void *stream, int path);
 int em_cuda_attention_splits(const em_attn_dev_args *a);
 
