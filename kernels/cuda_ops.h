@@ -71,6 +71,9 @@ em_status em_cuda_gated_linear_i8(const em_gated_linear_args *a, void *stream);
 em_status em_cuda_norm_linear_i8_variant(const em_norm_linear_args *a, void *stream, int i);
 em_status em_cuda_gated_linear_i8_variant(const em_gated_linear_args *a, void *stream, int i);
 int em_cuda_fused_i8_default_variant(int gated, uint32_t n_out, uint32_t n_in);
+/* 1 when that default is the x-stationary kernel (v3), the form with which the INT8 fused step beats the six-op
+ * step; the executor takes the fused step for INT8 layers only then (runtime/cuda_exec.c pick_step_mode). */
+int em_cuda_fused_i8_fast(int gated, uint32_t n_out, uint32_t n_in);
 
 /* ---- the Mamba-2 step's small ops ------------------------------------------------------------------------
  * Each takes the twin's args struct with DEVICE pointers (strides in elements, 0 = dense, as ops.h says).

@@ -184,7 +184,7 @@ extern "C" int em_cuda_gemm_supported(const em_linear_args *a) {
     if (a->x_stride && a->x_stride < a->n_in) return 0;
     if (a->y_stride && a->y_stride < a->n_out) return 0;
     if (a->n_out > INT32_MAX || a->n_tok > INT32_MAX || a->n_in > INT32_MAX) return 0;
-    return 1;
+    return (a->flags & EM_LINEAR_ADD) == 0; /* y += W x: the GEMVs only (the decode step's residual add) */
 }
 
 /* The table entry for a's shape (found, or made with one heuristic query). */

@@ -6,6 +6,7 @@
 #ifndef EM_GEMV_COMMON_CUH
 #define EM_GEMV_COMMON_CUH
 
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,24 @@ static __device__ __forceinline__ void em_pdl_trigger() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
+}
+
+/* The MLP activations (em_mlp_act in runtime/blob.h: 1 GELU, exact erf; 2 relu^2; 3 SiLU; the .cu files that use
+ * them static_assert the numbering), in em_ref_act's f32 operations. ACT 0: none. */
+template <int ACT> static __device__ __forceinline__ float em_act_f(float v) {
+    if constexpr (ACT == 1) return 0.5f * v * (1.0f + erff(v * 0.70710678118654752440f));
+    else if constexpr (ACT == 2) return v > 0.0f ? v * v : 0.0f;
+    else if constexpr (ACT == 3) return v / (1.0f + expf(-v));
+    else return v;
+}
+/* The same with the activation chosen at run time (a uniform branch in a GEMV's epilogue). */
+static __device__ __forceinline__ float em_act_rt(uint32_t act, float v) {
+    switch (act) {
+    case 1: return em_act_f<1>(v);
+    case 2: return em_act_f<2>(v);
+    case 3: return em_act_f<3>(v);
+    default: return v;
+    }
 }
 
 /* Sum over the warp, left in every lane. */

@@ -56,6 +56,12 @@
  *      to 23.0 with more blocks), but behind a kernel that does not trigger early it gives nothing
  *      (chain +/- 0.1 us), and a single-wave GEMV whose dependent starts early (out_proj KS 1 followed by
  *      a GEMV) loses 2 us to the unevenly placed early blocks.
+ *   v2.1 (fifth session) Two epilogues for the hybrid's attention and MLP layers in the fused decode step
+ *      (runtime/cuda_exec.c queue_aux_fused): EM_LINEAR_ADD (y += W x, in the vector and generic kernels: the
+ *      output projection adds into the residual stream) and norm_linear's activation (em_act_rt on rows outside
+ *      the conv range: the MLP's up projection behind its RMSNorm). An MLP layer is 2 kernels instead of 5, an
+ *      attention layer 5-6 instead of 8-9. A uniform branch in the store; registers unchanged (no spills).
+ *      tests/test_aux_fused_cuda.c checks both against the twins.
  *
  * Build: part of the library with -DEM_CUDA=ON. Standalone, with the resource report (registers, spills):
  *   nvcc -O3 -std=c++17 -arch=sm_90 -Xptxas -v -Iinclude -Ikernels -Iruntime -Iplatform \
@@ -81,8 +87,9 @@
 #include <atomic>
 
 #include "cuda_ops.h"
-#include "gemv_common.cuh" /* em_pdl_wait / em_pdl_trigger, em_warp_sum, em_group_scales */
+#include "gemv_common.cuh" /* em_pdl_wait / em_pdl_trigger, em_warp_sum, em_group_scales, em_act_rt */
 extern "C" {
+#include "blob.h" /* em_mlp_act */
 #include "util.h" /* em_fail; a C header without its own extern "C" */
 }
 
@@ -157,6 +164,8 @@ struct em_lin_fuse {
     uint32_t vpg, hpg, n_groups;     /* MODE 2: 16-byte vectors (8 weights) a group, heads a group, groups */
     float inv_group;                 /* 1 / group (MODE 2), 1 / n_in (MODE 1) */
     int trigger_late;                /* PDL: let dependents launch after the main loop instead of at entry */
+    int add;                         /* MODE 0: y += the sum (EM_LINEAR_ADD) instead of y = the sum */
+    uint32_t act;                    /* MODE 1 without conv: em_mlp_act applied to each row on the way out */
 };
 #define EM_LIN_MAX_GROUPS 64
 #define EM_LIN_MAX_HEADS 256 /* MODE 2: per-head sums a block stages in shared memory */
@@ -248,9 +257,13 @@ static __device__ __forceinline__ void em_lin_store(float *__restrict__ y, uint3
                 acc += wl * s;
                 st[f.K - 2] = s;
                 s = acc / (1.0f + expf(-acc)); /* silu, as em_silu_f */
+            } else if (f.act) {
+                s = em_act_rt(f.act, s); /* the MLP's up projection */
             }
         }
-        y[(size_t)t * y_stride + row] = s;
+        float *yp = y + (size_t)t * y_stride + row;
+        if (MODE == 0 && f.add) *yp += s;
+        else *yp = s;
     }
 }
 
@@ -389,7 +402,7 @@ __global__ void __launch_bounds__(EM_LIN_GEN_WARPS * 32)
 em_linear_generic(const T *__restrict__ w,       /* [n_out, n_in] */
                   const float *__restrict__ x,   /* [n_tok, n_in], row stride x_stride */
                   float *__restrict__ y,         /* [n_tok, n_out], row stride y_stride */
-                  uint32_t n_tok, uint32_t n_in, uint32_t n_out, uint32_t x_stride, uint32_t y_stride) {
+                  uint32_t n_tok, uint32_t n_in, uint32_t n_out, uint32_t x_stride, uint32_t y_stride, int add) {
     const int lane = threadIdx.x & 31;
     const uint32_t row = blockIdx.x * EM_LIN_GEN_WARPS + (threadIdx.x >> 5);
     if (row >= n_out) return;
@@ -413,7 +426,10 @@ em_linear_generic(const T *__restrict__ w,       /* [n_out, n_in] */
 #pragma unroll
         for (int t = 0; t < EM_LIN_MAX_NT; t++) {
             const float s = em_warp_sum(acc[t]);
-            if ((uint32_t)t < nt && lane == 0) y[(size_t)(t0 + t) * y_stride + row] = s;
+            if ((uint32_t)t < nt && lane == 0) {
+                float *yp = y + (size_t)(t0 + t) * y_stride + row;
+                *yp = add ? *yp + s : s;
+            }
         }
     }
 }
@@ -582,7 +598,8 @@ static em_status em_lin_launch(int vi, const em_linear_args *a, const float *x, 
         cfg.attrs = attr;
         cfg.numAttrs = 1;
     }
-    const em_lin_fuse none = {};
+    em_lin_fuse none = {};
+    none.add = (a->flags & EM_LINEAR_ADD) != 0;
     const cudaError_t e = cudaLaunchKernelEx(&cfg, V->k, (const uint4 *)a->w, x, y, a->n_in, a->n_out, xs, ys, none);
     return em_linear_launched(V->name, a, e);
 }
@@ -611,15 +628,16 @@ extern "C" em_status em_cuda_linear(const em_linear_args *a, void *stream) {
     cudaStream_t s = (cudaStream_t)stream;
     const uint32_t xs = a->x_stride ? a->x_stride : a->n_in, ys = a->y_stride ? a->y_stride : a->n_out;
 
+    const int add = (a->flags & EM_LINEAR_ADD) != 0;
     if (!em_lin_vec_ok(a, xs)) {
         const unsigned blocks = (a->n_out + EM_LIN_GEN_WARPS - 1) / EM_LIN_GEN_WARPS;
         if (a->w_dtype == EM_DTYPE_F32) {
             em_linear_generic<float><<<blocks, EM_LIN_GEN_WARPS * 32, 0, s>>>(
-                (const float *)a->w, a->x, a->y, a->n_tok, a->n_in, a->n_out, xs, ys);
+                (const float *)a->w, a->x, a->y, a->n_tok, a->n_in, a->n_out, xs, ys, add);
             return em_linear_launched("em_linear_generic<float>", a, cudaSuccess);
         }
         em_linear_generic<uint16_t><<<blocks, EM_LIN_GEN_WARPS * 32, 0, s>>>(
-            (const uint16_t *)a->w, a->x, a->y, a->n_tok, a->n_in, a->n_out, xs, ys);
+            (const uint16_t *)a->w, a->x, a->y, a->n_tok, a->n_in, a->n_out, xs, ys, add);
         return em_linear_launched("em_linear_generic<bf16>", a, cudaSuccess);
     }
 
@@ -675,14 +693,15 @@ extern "C" int em_cuda_norm_linear_supported(const em_norm_linear_args *a) {
         if (!a->conv_state || !a->conv_w || a->K < 2 || a->K > EM_LIN_CONV_MAXK) return 0;
         if ((uint64_t)a->conv_off + a->conv_dim > a->n_out) return 0;
     }
-    return 1;
+    return a->act <= EM_ACT_SILU && (a->act == EM_ACT_NONE || a->conv_dim == 0);
 }
 
 extern "C" em_status em_cuda_norm_linear(const em_norm_linear_args *a, void *stream) {
     if (a && a->w_dtype == EM_DTYPE_I8) return em_cuda_norm_linear_i8(a, stream); /* kernels/linear_i8.cu */
     if (!em_cuda_norm_linear_supported(a))
         return em_fail(EM_ERR_INVALID_ARG, "em_cuda_norm_linear: unsupported arguments (BF16 weights, 16-byte aligned "
-                       "w / x / norm_w, n_in %% 8 == 0, conv rows inside n_out and 2 <= K <= %d are needed)", EM_LIN_CONV_MAXK);
+                       "w / x / norm_w, n_in %% 8 == 0, conv rows inside n_out and 2 <= K <= %d, an activation "
+                       "only without conv are needed)", EM_LIN_CONV_MAXK);
     em_lin_fuse f = {};
     f.nw = a->norm_w;
     f.eps = a->eps;
@@ -692,6 +711,7 @@ extern "C" em_status em_cuda_norm_linear(const em_norm_linear_args *a, void *str
     f.conv_off = a->conv_off;
     f.conv_dim = a->conv_dim;
     f.K = a->K;
+    f.act = a->act;
     f.inv_group = 1.0f / (float)a->n_in;
     f.trigger_late = em_pdl_trigger_late();
     const int vi = em_lin_pick(1, a->n_out, a->n_in);

@@ -68,16 +68,21 @@
  *      em-bench 8B INT8 2.864 ms a token with the fused step (78.6 % of the roofline; v1 six-op 3.706 ms, 60.9 %),
  *      2.842 ms with r2 (scripts/int8-decode-ab.sh). Those runs launched v3 with PDL (trigger at entry, W's first
  *      group before the wait), and test_fused_cuda's "INT8 8B layer + head, PDL" case then failed (max rel err 0.63)
- *      while the same kernels passed with plain launches and in every test_linear_i8_cuda case: not diagnosed before
- *      the session's device time ran out. So v3 is launched without PDL and triggers no dependents (exactly the
- *      configuration that passed), and is opt-in: EM_I8_XS=on (or r2); EM_I8_XS_PDL=1 restores the failing form
- *      for diagnosis. One suspect, changed since (not yet run): v3 read x with ld.global.nc, the non-coherent L1
- *      path, whose contract is data that does not change during the kernel's lifetime; under PDL that lifetime
- *      overlaps the writer of x, and an SM's L1 can hold lines the writer's blocks on that SM loaded (the residual
- *      add's read-modify-write) whose other rows other SMs then stored. v3 now reads x with ld.global.cg (L2 only):
- *      x is read once a block, so L1 never helped. v1 and linear.cu read x the same nc way (they reuse it through
- *      L1) and pass, which may be timing. Next: find the PDL failure (test_fused_cuda
- *      prints which buffer), measure v3 without PDL, then make it and the INT8 fused step the defaults.
+ *      while the same kernels passed with plain launches. v3 had read x with ld.global.nc, the non-coherent L1 path,
+ *      whose contract is data that does not change during the kernel's lifetime; under PDL that lifetime overlaps
+ *      the writer of x. v3 now reads x with ld.global.cg (L2 only; x is read once a block, so L1 never helped).
+ *   v3.1 (fifth session) With the cg reads, v3 launched with PDL passed test_fused_cuda three runs out of three and
+ *      test_linear_i8_cuda (H100). Measured in one run (scripts/int8-decode-ab.sh, 8B INT8, em-bench): fused step
+ *      with v3 and PDL 3.106 ms a token, v3 without PDL 3.473 (PDL is worth 0.37 ms: 3 kernel boundaries a layer),
+ *      v1 six-op 3.689. (The fourth session's 2.864 ms with v3 + PDL was not reproduced: the draft it measured
+ *      was not committed as measured.) So v3 with PDL and the fused step are the defaults (EM_I8_XS=off gives v1;
+ *      EM_I8_XS_PDL=0 plain launches), 4 rows a group (r4; a second run: r4 3.121, r2 3.201 ms a token). Tried in
+ *      that run and left: the first two groups of W before the wait instead of one (3.121 vs 3.106 ms, and r4's
+ *      MODE 2 spilled), and a smaller grid leaving room on each SM for the next kernel's blocks under PDL
+ *      (EM_I8_XS_FILL=75: 3.300 ms, 50: 3.792 ms; kept as a tuning switch): fewer blocks stream less than the
+ *      overlap gains. What is left between v3 and the roofline is per kernel: in a graph of 100 launches of one
+ *      kernel with PDL, in_proj's norm_linear runs at 79 % and out_proj's gated_linear at 66 % of the read pass.
+ *      EM_LINEAR_ADD and norm_linear's activation epilogue as linear.cu v2.1, in v1, v3 and the generic kernel.
  *      Conditions: NT 1, n_in % 1024 == 0 and n_in <= 16384 (x chunks a lane fixed at 2; 4 spilled at the 128
  *      registers that 512-thread blocks allow), partial sums <= 48 KB; else v1. No spills (sm_90, nvcc 13.0): r4
  *      128 registers in all three modes, r2 90 / 96 / 98.
@@ -105,8 +110,9 @@
 #include <atomic>
 
 #include "cuda_ops.h"
-#include "gemv_common.cuh" /* em_pdl_wait / em_pdl_trigger, em_warp_sum, em_group_scales */
+#include "gemv_common.cuh" /* em_pdl_wait / em_pdl_trigger, em_warp_sum, em_group_scales, em_act_rt */
 extern "C" {
+#include "blob.h" /* em_mlp_act */
 #include "util.h" /* em_fail; a C header without its own extern "C" */
 }
 
@@ -183,7 +189,9 @@ struct em_i8_fuse {
     uint32_t hpg, n_groups;          /* MODE 2: heads a group, groups */
     float inv_group;                 /* 1 / group (MODE 2), 1 / n_in (MODE 1) */
     int trigger_late;                /* PDL: let dependents launch after the main loop instead of at entry */
-    int xs_pdl;                      /* v3 launched with PDL (EM_I8_XS_PDL=1, diagnosis only): trigger at entry */
+    int xs_pdl;                      /* v3 launched with PDL (the default): dependents triggered at entry */
+    int add;                         /* MODE 0: y += the row's result (EM_LINEAR_ADD) instead of y = it */
+    uint32_t act;                    /* MODE 1 without conv: em_mlp_act applied to each row on the way out */
 };
 #define EM_I8_MAX_GROUPS 64
 #define EM_I8_MAX_HEADS 256 /* MODE 2: per-head sums a block stages in shared memory */
@@ -285,9 +293,13 @@ static __device__ __forceinline__ void em_i8_store(float *__restrict__ y, uint32
                 acc += wl * s;
                 st[f.K - 2] = s;
                 s = acc / (1.0f + expf(-acc)); /* silu, as em_silu_f */
+            } else if (f.act) {
+                s = em_act_rt(f.act, s); /* the MLP's up projection */
             }
         }
-        y[(size_t)t * y_stride + row] = s;
+        float *yp = y + (size_t)t * y_stride + row;
+        if (MODE == 0 && f.add) *yp += s;
+        else *yp = s;
     }
 }
 
@@ -475,11 +487,11 @@ em_linear_i8_xs(const uint4 *__restrict__ w, const float *__restrict__ scale, co
     const uint32_t ng = (nrows + R - 1) / R;
     float *part = xs_part + (size_t)ks * rpb;
 
-    /* No PDL trigger (dependents launch when the grid completes) and no PDL launch, unless EM_I8_XS_PDL=1 asks for
-     * the measured form that failed test_fused_cuda (diagnosis): see the history, v3. */
+    /* Launched with PDL (the default; EM_I8_XS_PDL=0 launches it plainly): dependents may launch at once. */
     if (f.xs_pdl) em_pdl_trigger();
-    /* W's first group before the grid-dependency wait (never written by the kernel before), and this thread's
-     * first row's scale (constant: its latency hides behind the GEMV). */
+    /* W's first group before the grid-dependency wait (never written by the kernel before: with PDL it streams while
+     * the preceding kernel finishes), and this thread's first row's scale (constant). Issuing the first two groups
+     * there measured no better (3.121 vs 3.106 ms a token, r4) and made r4's MODE 2 spill. */
     uint4 wa[R][XC], wb[R][XC];
     if (ng > 0) em_i8_xs_load<R, XC>(wa, w, nv, n_out, r0, c0, cs);
     float rsc = 0.0f;
@@ -543,7 +555,7 @@ em_linear_i8_generic(const int8_t *__restrict__ w,   /* [n_out, n_in] */
                      const float *__restrict__ scale, /* [n_out] */
                      const float *__restrict__ x,     /* [n_tok, n_in], row stride x_stride */
                      float *__restrict__ y,           /* [n_tok, n_out], row stride y_stride */
-                     uint32_t n_tok, uint32_t n_in, uint32_t n_out, uint32_t x_stride, uint32_t y_stride) {
+                     uint32_t n_tok, uint32_t n_in, uint32_t n_out, uint32_t x_stride, uint32_t y_stride, int add) {
     const int lane = threadIdx.x & 31;
     const uint32_t row = blockIdx.x * EM_I8_GEN_WARPS + (threadIdx.x >> 5);
     if (row >= n_out) return;
@@ -566,7 +578,10 @@ em_linear_i8_generic(const int8_t *__restrict__ w,   /* [n_out, n_in] */
 #pragma unroll
         for (int t = 0; t < EM_I8_MAX_NT; t++) {
             const float s = em_warp_sum(acc[t]);
-            if ((uint32_t)t < nt && lane == 0) y[(size_t)(t0 + t) * y_stride + row] = s * sc;
+            if ((uint32_t)t < nt && lane == 0) {
+                float *yp = y + (size_t)(t0 + t) * y_stride + row;
+                *yp = add ? *yp + s * sc : s * sc;
+            }
         }
     }
 }
@@ -703,6 +718,8 @@ static int em_i8_one_wave(const em_i8_dev *d, int vi, uint32_t n_out) {
     return slots > 0 && (long)em_i8_blocks(vi, n_out) <= slots;
 }
 
+static int em_i8_xs_fill(void);
+
 /* v3's launch geometry (em_linear_i8_xs) for the kernel of `mode`: KS = n_in / (16 * 32 * xc) warps a block
  * (1..16), as many blocks as fit on the device at once (each with an equal share of ceil(n_out / R) row groups, the
  * kernel's own formula), and the partial sums' shared memory. 0 if the variant cannot take the shape. Host queries
@@ -722,7 +739,8 @@ static int em_i8_xs_config(int vi, int mode, uint32_t n_in, uint32_t n_out, cuda
     const long sms = em_i8_dev_info()->sms.load(std::memory_order_relaxed);
     if (bps < 1 || sms < 1) bps = 1;
     const uint32_t groups = (n_out + (uint32_t)V->rpw - 1) / (uint32_t)V->rpw;
-    const uint32_t g0 = (uint32_t)min((long)groups, (sms > 0 ? sms : 1) * bps);
+    const long slots = max(1L, (sms > 0 ? sms : 1) * bps * em_i8_xs_fill() / 100);
+    const uint32_t g0 = (uint32_t)min((long)groups, slots);
     const uint32_t gpb0 = (groups + g0 - 1) / g0, grid = (groups + gpb0 - 1) / gpb0;
     const uint32_t rpb = (groups + grid - 1) / grid * (uint32_t)V->rpw; /* the kernel's rows a block */
     const size_t smem = sizeof(float) * ((size_t)ks * rpb + ks);
@@ -733,20 +751,32 @@ static int em_i8_xs_config(int vi, int mode, uint32_t n_in, uint32_t n_out, cuda
     return 1;
 }
 
-/* EM_I8_XS (read once): "on" sends one-token GEMVs to v3 (4 rows a group), "r2" to v3 with 2 rows a group; unset
- * or anything else keeps v1's geometries. Opt-in until v3 passes test_fused_cuda with PDL (see the history). */
+/* EM_I8_XS (read once; A/B and tuning): unset, "on" or "r4": one-token GEMVs that v3 takes go to it with 4 rows a
+ * group (the default since the fifth session: scripts/int8-decode-ab.sh, 3.121 vs 3.201 ms a token for r2); "r2":
+ * 2 rows a group; "off": v1's geometries. Anything else: the default. @return 0 off, 1 r4, 2 r2 */
 static int em_i8_xs_mode(void) {
-    static const char *const values[] = { "on", "r2" };
+    static const char *const values[] = { "off", "on", "r4", "r2" };
+    static const int mode[] = { 1, 0, 1, 1, 2 };
     static std::atomic<int> cache{-1};
-    return em_env_once("EM_I8_XS", values, 2, &cache);
+    return mode[em_env_once("EM_I8_XS", values, 4, &cache)];
 }
 
-/* EM_I8_XS_PDL=1 (read once; diagnosis of v3's PDL failure, not for use): v3 launched with PDL when the caller
- * allows it (EM_LINEAR_W_CONST), triggering its dependents at entry, as in the run that failed. */
+/* EM_I8_XS_PDL (read once): v3 is launched with PDL when the caller allows it (EM_LINEAR_W_CONST), triggering its
+ * dependents at entry; "0" launches it plainly (A/B). */
 static int em_i8_xs_pdl(void) {
-    static const char *const values[] = { "1" };
+    static const char *const values[] = { "0" };
     static std::atomic<int> cache{-1};
-    return em_env_once("EM_I8_XS_PDL", values, 1, &cache);
+    return em_env_once("EM_I8_XS_PDL", values, 1, &cache) == 0;
+}
+
+/* EM_I8_XS_FILL (read once; tuning): v3's grid as a share of the blocks that fit at once: "75" or "50" (percent)
+ * leave room on each SM for the next kernel's blocks to start under PDL and stream their first W groups; unset:
+ * all of them. @return the percentage */
+static int em_i8_xs_fill(void) {
+    static const char *const values[] = { "75", "50" };
+    static const int pct[] = { 100, 75, 50 };
+    static std::atomic<int> cache{-1};
+    return pct[em_env_once("EM_I8_XS_FILL", values, 2, &cache)];
 }
 
 /* The v3 variant for one token (-1: none takes n_in / n_out): 2 x chunks a lane, so n_in a multiple of 1024 up to
@@ -822,6 +852,7 @@ static em_status em_i8_launch(int vi, const em_linear_args *a, const float *x, f
     }
     em_i8_fuse none = {};
     none.xs_pdl = V->xc && pdl;
+    none.add = (a->flags & EM_LINEAR_ADD) != 0;
     const cudaError_t e =
         cudaLaunchKernelEx(&cfg, V->k, (const uint4 *)a->w, a->w_scale, x, y, a->n_in, a->n_out, xs, ys, none);
     return em_i8_launched(V->name, a, e);
@@ -849,7 +880,8 @@ extern "C" em_status em_cuda_linear_i8(const em_linear_args *a, void *stream) {
     if (!em_i8_vec_ok(a, xs)) {
         const unsigned blocks = (a->n_out + EM_I8_GEN_WARPS - 1) / EM_I8_GEN_WARPS;
         em_linear_i8_generic<<<blocks, EM_I8_GEN_WARPS * 32, 0, s>>>((const int8_t *)a->w, a->w_scale, a->x, a->y,
-                                                                     a->n_tok, a->n_in, a->n_out, xs, ys);
+                                                                     a->n_tok, a->n_in, a->n_out, xs, ys,
+                                                                     (a->flags & EM_LINEAR_ADD) != 0);
         return em_i8_launched("em_linear_i8_generic", a, cudaSuccess);
     }
     /* Vector path: one launch per group of up to 8 tokens. */
@@ -927,7 +959,7 @@ extern "C" int em_cuda_norm_linear_i8_supported(const em_norm_linear_args *a) {
         if (!a->conv_state || !a->conv_w || a->K < 2 || a->K > EM_I8_CONV_MAXK) return 0;
         if ((uint64_t)a->conv_off + a->conv_dim > a->n_out) return 0;
     }
-    return 1;
+    return a->act <= EM_ACT_SILU && (a->act == EM_ACT_NONE || a->conv_dim == 0);
 }
 
 static em_status em_i8_norm_linear_run(const em_norm_linear_args *a, void *stream, int vi) {
@@ -940,6 +972,7 @@ static em_status em_i8_norm_linear_run(const em_norm_linear_args *a, void *strea
     f.conv_off = a->conv_off;
     f.conv_dim = a->conv_dim;
     f.K = a->K;
+    f.act = a->act;
     f.inv_group = 1.0f / (float)a->n_in;
     f.trigger_late = em_pdl_trigger_late();
     return em_i8_fused_launch(vi, 1, a->w, a->w_scale, a->x, a->y, a->n_in, a->n_out, a->flags, f,
@@ -949,7 +982,7 @@ static em_status em_i8_norm_linear_run(const em_norm_linear_args *a, void *strea
 static em_status em_i8_norm_linear_refused(void) {
     return em_fail(EM_ERR_INVALID_ARG, "em_cuda_norm_linear_i8: unsupported arguments (I8 weights with w_scale, "
                    "16-byte aligned w / x / norm_w, n_in %% 16 == 0 and <= 2^20, conv rows inside n_out and "
-                   "2 <= K <= %d are needed)", EM_I8_CONV_MAXK);
+                   "2 <= K <= %d, an activation only without conv are needed)", EM_I8_CONV_MAXK);
 }
 
 extern "C" em_status em_cuda_norm_linear_i8(const em_norm_linear_args *a, void *stream) {
@@ -1042,6 +1075,11 @@ extern "C" int em_cuda_fused_i8_default_variant(int gated, uint32_t n_out, uint3
     const int ev = gated ? em_i8_env_variant("EM_I8_GATED_VARIANT", &env_g)
                          : em_i8_env_variant("EM_I8_NORM_VARIANT", &env_n);
     return ev >= 0 ? ev : em_i8_pick(1, n_out, n_in);
+}
+
+extern "C" int em_cuda_fused_i8_fast(int gated, uint32_t n_out, uint32_t n_in) {
+    const int v = em_cuda_fused_i8_default_variant(gated, n_out, n_in);
+    return v >= 0 && v < EM_I8_N_VARIANTS && em_i8_variants[v].xc != 0;
 }
 
 static int em_i8_fused_variant_ok(int i) { return i >= 0 && i < EM_I8_N_VARIANTS && em_i8_variants[i].k1; }

@@ -34,6 +34,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda_ops.h"
+#include "gemv_common.cuh" /* em_act_f */
 extern "C" {
 #include "blob.h" /* em_mlp_act */
 #include "util.h" /* em_fail */
@@ -44,12 +45,8 @@ extern "C" {
 
 // ---- the activation ----------------------------------------------------------------------------------------
 
-/* em_ref_mlp's formulas, in the same f32 operations (erff, expf: a few ulps from the host's libm) */
-template <int ACT> static __device__ __forceinline__ float em_mlp_act_f(float v) {
-    if constexpr (ACT == EM_ACT_GELU) return 0.5f * v * (1.0f + erff(v * 0.70710678118654752440f));
-    else if constexpr (ACT == EM_ACT_RELU2) return v > 0.0f ? v * v : 0.0f;
-    else return v / (1.0f + expf(-v));
-}
+/* em_ref_act's formulas (em_act_f, gemv_common.cuh), numbered as em_mlp_act */
+static_assert(EM_ACT_GELU == 1 && EM_ACT_RELU2 == 2 && EM_ACT_SILU == 3, "em_act_f numbers the activations so");
 
 template <int ACT> __global__ void __launch_bounds__(EM_MLP_THREADS) em_mlp_act_kernel(float *__restrict__ h, size_t n) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -62,15 +59,15 @@ template <int ACT> __global__ void __launch_bounds__(EM_MLP_THREADS) em_mlp_act_
         const size_t n4 = n / 4;
         for (size_t j = i; j < n4; j += stride) {
             float4 v = h4[j];
-            v.x = em_mlp_act_f<ACT>(v.x);
-            v.y = em_mlp_act_f<ACT>(v.y);
-            v.z = em_mlp_act_f<ACT>(v.z);
-            v.w = em_mlp_act_f<ACT>(v.w);
+            v.x = em_act_f<ACT>(v.x);
+            v.y = em_act_f<ACT>(v.y);
+            v.z = em_act_f<ACT>(v.z);
+            v.w = em_act_f<ACT>(v.w);
             h4[j] = v;
         }
         i += n4 * 4;
     }
-    for (; i < n; i += stride) h[i] = em_mlp_act_f<ACT>(h[i]);
+    for (; i < n; i += stride) h[i] = em_act_f<ACT>(h[i]);
 }
 
 extern "C" em_status em_cuda_mlp_act(float *h, size_t n, uint32_t act, void *stream) {

@@ -28,15 +28,18 @@ typedef struct em_linear_args {
     const float *w_scale; /* [n_out] per-output-channel scales when w_dtype is I8: y = (x . w_row) * w_scale[row]
                              (issue 10, quant/); NULL otherwise */
     const float *x;       /* [n_tok, n_in], row stride x_stride */
-    float *y;             /* [n_tok, n_out], row stride y_stride (written, never accumulated) */
+    float *y;             /* [n_tok, n_out], row stride y_stride (written; added to with EM_LINEAR_ADD) */
     uint32_t n_tok, n_in, n_out;
     uint32_t x_stride, y_stride;
-    uint32_t flags;       /* EM_LINEAR_*; 0 (the default) = none. The twin ignores them. */
+    uint32_t flags;       /* EM_LINEAR_*; 0 (the default) = none. The twin honours EM_LINEAR_ADD only. */
 } em_linear_args;
 /* flags: W is not written by the kernel queued just before this call on the same stream (model weights
  * are constant), so the CUDA launcher may start as that kernel's programmatic dependent (sm_90+): its blocks
  * begin streaming W while that kernel finishes, and read x / write y only after it has completed. */
 #define EM_LINEAR_W_CONST 1u
+/* y += W x instead of y = W x (the residual add of a hybrid's MLP / attention output in the decode step; the twin
+ * honours it; on CUDA the GEMV paths do, em_cuda_gemm refuses it). y must not overlap x. */
+#define EM_LINEAR_ADD 2u
 
 /* ---- RMSNorm with the residual add fused ------------------------------------------------------------ */
 typedef struct em_rmsnorm_args {
@@ -168,6 +171,8 @@ typedef struct em_norm_linear_args {
     const float *conv_w;  /* [conv_dim, K] */
     const float *conv_b;  /* [conv_dim] or NULL */
     uint32_t flags;       /* EM_LINEAR_W_CONST: as em_linear_args */
+    uint32_t act;         /* em_mlp_act applied to every row on the way out (EM_ACT_NONE: none; the MLP's up
+                             projection); only with conv_dim 0 */
 } em_norm_linear_args;
 
 typedef struct em_gated_linear_args {
@@ -259,6 +264,8 @@ void em_ref_gated_norm(const em_gated_norm_args *a);
 void em_ref_embed(const em_embed_args *a);
 void em_ref_attention(const em_attn_args *a);
 void em_ref_mlp(const em_mlp_args *a);
+/** h[i] = act(h[i]) for i < n, act an em_mlp_act (EM_ACT_NONE: unchanged): the MLP's activation, shared by the twins. */
+void em_ref_act(float *h, size_t n, uint32_t act);
 void em_ref_norm_linear(const em_norm_linear_args *a);
 void em_ref_gated_linear(const em_gated_linear_args *a);
 /** @return the index of the largest of x[0..n) (the lowest on a tie; NaN never wins). */

@@ -52,7 +52,8 @@
 #include "util.h"
 
 const char *const em_cuda_op_names[EM_OP_COUNT] = { "embed", "rmsnorm+residual", "in_proj gemv", "conv1d", "ssm scan",
-                                                    "gated norm", "out_proj gemv", "head gemv", "argmax" };
+                                                    "gated norm", "out_proj gemv", "head gemv", "argmax",
+                                                    "attention", "mlp up gemv", "mlp down gemv" };
 
 #ifndef EM_HAVE_CUDA
 
@@ -369,13 +370,17 @@ static int pick_step_mode(const em_session *s) {
     const em_cuda_model *cm = s->model->cuda;
     const em_norm_linear_args h = head_args(s, 0);
     if (!em_cuda_norm_linear_supported(&h)) return 0;
-    /* INT8 weights: the fused forms exist (linear_i8.cu) but measured slower than the six-op step on the H100
-     * (8B: 4.49 vs 3.70 ms a token; their x * norm-weight chunks cost 8x the weight bytes in L1 traffic at 16 int8
-     * weights a load): the six-op step until they are fixed. EM_STEP_MODE=fused-i8 takes them anyway. */
-    for (uint32_t i = 0; i < s->model->cfg.n_layer; i++)
-        if (cm->layers[i].kind == EM_LAYER_MAMBA2 && cm->layers[i].w.m2.in_proj.dt == EM_DTYPE_I8 &&
-            !(e && strcmp(e, "fused-i8") == 0))
+    /* INT8 weights: the fused step wins with the x-stationary GEMV (linear_i8.cu v3: 8B on the H100, fifth session,
+     * docs/int8.md) but loses with v1's fused forms (4.47 vs 3.69 ms a token: their x * norm-weight chunks cost 8x
+     * the weight bytes in L1 traffic), so it is taken only where v3 takes both GEMVs of every Mamba layer.
+     * EM_STEP_MODE=fused-i8 takes the fused step anyway. */
+    for (uint32_t i = 0; i < s->model->cfg.n_layer; i++) {
+        if (cm->layers[i].kind != EM_LAYER_MAMBA2 || cm->layers[i].w.m2.in_proj.dt != EM_DTYPE_I8 ||
+            (e && strcmp(e, "fused-i8") == 0))
+            continue;
+        if (!em_cuda_fused_i8_fast(0, s->dim.d_in_proj, s->dim.d) || !em_cuda_fused_i8_fast(1, s->dim.d, s->dim.d_inner))
             return 0;
+    }
     for (uint32_t i = 0; i < s->model->cfg.n_layer; i++) {
         if (cm->layers[i].kind != EM_LAYER_MAMBA2) continue; /* attention / MLP layers: the same kernels either way */
         em_fused_layer f;
@@ -385,6 +390,89 @@ static int pick_step_mode(const em_session *s) {
             return 0;
     }
     return want;
+}
+
+/* The attention of layer L over nt tokens whose q | k | v rows are in cs->qkv, at position pos (or the device word
+ * pos_dev), into cs->att; the new K, V rows go into the layer's bf16 cache. */
+static em_attn_dev_args attn_dev_args(const em_session *s, const em_layer *L, uint32_t nt, uint32_t pos,
+                                      const uint32_t *pos_dev) {
+    const em_blob_config *c = &s->model->cfg;
+    const em_cuda_session *cs = s->cuda;
+    const uint32_t Hq = c->attn_n_head, Hkv = c->attn_n_kv_head, hd = c->attn_head_dim;
+    const uint32_t dq = Hq * hd, dkv = Hkv * hd, row = dq + 2 * dkv; /* qkv row: q | k | v */
+    const size_t layer_kv = (size_t)s->max_context * dkv; /* one layer's K (or V) cache, in bf16 elements */
+    uint16_t *kc = cs->kv + (size_t)L->slot * 2 * layer_kv;
+    return (em_attn_dev_args){ .q = cs->qkv, .k = cs->qkv + dq, .v = cs->qkv + dq + dkv, .k_cache = kc,
+                               .v_cache = kc + layer_kv, .out = cs->att, .n_tok = nt, .n_head = Hq, .n_kv_head = Hkv,
+                               .head_dim = hd, .pos = pos, .max_ctx = s->max_context, .q_stride = row,
+                               .kv_stride = row, .out_stride = dq,
+                               .rope_dims = (uint32_t)(c->rope_fraction * (float)hd), .rope_base = c->rope_base,
+                               .scale = (float)(1.0 / sqrt((double)hd)), .pos_dev = pos_dev };
+}
+
+/* An attention or MLP layer in the fused step: the RMSNorm is the prologue of each input projection (norm_linear;
+ * the MLP's activation its epilogue) and the output projection adds into the residual stream x (EM_LINEAR_ADD), so
+ * the layer needs no rmsnorm kernels: MLP 2 kernels instead of 5, attention 5 or 6 instead of 8 or 9. */
+static void aux_fused_args(const em_session *s, const em_layer *L, uint32_t pdl, em_norm_linear_args in[3],
+                           em_linear_args *out) {
+    const em_blob_config *c = &s->model->cfg;
+    const em_cuda_session *cs = s->cuda;
+    const uint32_t d = s->dim.d, wf = pdl ? EM_LINEAR_W_CONST : 0;
+    const em_norm_linear_args base = { .x = cs->x, .norm_w = L->w.m2.norm.p, .eps = c->norm_eps, .n_in = d,
+                                       .flags = wf };
+    for (int k = 0; k < 3; k++) in[k] = base;
+    if (L->kind == EM_LAYER_MLP) {
+        const em_mlp_w *w = &L->w.mlp;
+        in[0].w = w->up.p; in[0].w_dtype = w->up.dt; in[0].w_scale = w->up.scale; in[0].y = cs->ff;
+        in[0].n_out = c->d_ff; in[0].act = c->mlp_act;
+        *out = (em_linear_args){ .w = w->down.p, .w_dtype = w->down.dt, .w_scale = w->down.scale, .x = cs->ff,
+                                 .y = cs->x, .n_tok = 1, .n_in = c->d_ff, .n_out = d, .flags = EM_LINEAR_ADD | wf };
+        return;
+    }
+    const em_attn_w *w = &L->w.attn;
+    const uint32_t dq = c->attn_n_head * c->attn_head_dim, dkv = c->attn_n_kv_head * c->attn_head_dim;
+    in[0].w = w->wq.p; in[0].w_dtype = w->wq.dt; in[0].w_scale = w->wq.scale; in[0].y = cs->qkv; in[0].n_out = dq;
+    in[1].w = w->wk.p; in[1].w_dtype = w->wk.dt; in[1].w_scale = w->wk.scale; in[1].y = cs->qkv + dq;
+    in[1].n_out = dkv;
+    in[2].w = w->wv.p; in[2].w_dtype = w->wv.dt; in[2].w_scale = w->wv.scale; in[2].y = cs->qkv + dq + dkv;
+    in[2].n_out = dkv;
+    *out = (em_linear_args){ .w = w->wo.p, .w_dtype = w->wo.dt, .w_scale = w->wo.scale, .x = cs->att, .y = cs->x,
+                             .n_tok = 1, .n_in = dq, .n_out = d, .flags = EM_LINEAR_ADD | wf };
+}
+
+static int aux_fused_ok(const em_session *s, const em_layer *L) {
+    const char *e = getenv("EM_AUX_FUSED"); /* "0": the layer as in the prompt path (A/B) */
+    if (e && strcmp(e, "0") == 0) return 0;
+    em_norm_linear_args in[3];
+    em_linear_args out;
+    aux_fused_args(s, L, 0, in, &out);
+    const int n_in = L->kind == EM_LAYER_MLP ? 1 : 3;
+    for (int k = 0; k < n_in; k++)
+        if (!em_cuda_norm_linear_supported(&in[k])) return 0;
+    return em_cuda_linear_supported(&out);
+}
+
+static em_status queue_aux_fused(em_session *s, const em_layer *L, uint32_t pdl) {
+    em_cuda_session *cs = s->cuda;
+    void *st = cs->stream;
+    em_norm_linear_args in[3];
+    em_linear_args out;
+    aux_fused_args(s, L, pdl, in, &out);
+    if (L->kind == EM_LAYER_MLP) {
+        EM_TRY(em_cuda_norm_linear(&in[0], st));
+        EM_MARK(cs, EM_OP_MLP_UP);
+        EM_TRY(em_cuda_linear(&out, st));
+        EM_MARK(cs, EM_OP_MLP_DOWN);
+        return EM_OK;
+    }
+    for (int k = 0; k < 3; k++) EM_TRY(em_cuda_norm_linear(&in[k], st));
+    EM_MARK(cs, EM_OP_IN_PROJ);
+    const em_attn_dev_args aa = attn_dev_args(s, L, 1, 0, cs->pos);
+    EM_TRY(em_cuda_attention(&aa, cs->attn_ws, cs->attn_ws_bytes, st));
+    EM_MARK(cs, EM_OP_ATTN);
+    EM_TRY(em_cuda_linear(&out, st));
+    EM_MARK(cs, EM_OP_OUT_PROJ);
+    return EM_OK;
 }
 
 /* One token through the fused step (the greedy id into next and tok). */
@@ -400,6 +488,10 @@ static em_status queue_fused_step(em_session *s) {
     EM_MARK(cs, EM_OP_EMBED);
     for (uint32_t i = 0; i < m->cfg.n_layer; i++) {
         const em_layer *L = &cm->layers[i];
+        if (L->kind != EM_LAYER_MAMBA2 && aux_fused_ok(s, L)) {
+            EM_TRY(queue_aux_fused(s, L, pdl));
+            continue;
+        }
         if (L->kind != EM_LAYER_MAMBA2) { /* norm, the layer, then x += delta (the fused layers read x whole) */
             em_rmsnorm_args na = { .x = cs->x, .w = L->w.m2.norm.p, .y = cs->xn, .n_tok = 1, .d = s->dim.d,
                                    .eps = m->cfg.norm_eps };
@@ -472,13 +564,7 @@ static em_status queue_aux_layer(em_session *s, const em_layer *L, uint32_t nt, 
     EM_TRY(prefill_linear(cs, &lq, st));
     EM_TRY(prefill_linear(cs, &lk, st));
     EM_TRY(prefill_linear(cs, &lv, st));
-    const size_t layer_kv = (size_t)s->max_context * dkv; /* one layer's K (or V) cache, in bf16 elements */
-    uint16_t *kc = cs->kv + (size_t)L->slot * 2 * layer_kv;
-    em_attn_dev_args aa = { .q = cs->qkv, .k = cs->qkv + dq, .v = cs->qkv + dq + dkv, .k_cache = kc,
-                            .v_cache = kc + layer_kv, .out = cs->att, .n_tok = nt, .n_head = Hq, .n_kv_head = Hkv,
-                            .head_dim = hd, .pos = pos, .max_ctx = s->max_context, .q_stride = row, .kv_stride = row,
-                            .out_stride = dq, .rope_dims = (uint32_t)(c->rope_fraction * (float)hd),
-                            .rope_base = c->rope_base, .scale = (float)(1.0 / sqrt((double)hd)), .pos_dev = pos_dev };
+    const em_attn_dev_args aa = attn_dev_args(s, L, nt, pos, pos_dev);
     EM_TRY(em_cuda_attention(&aa, cs->attn_ws, cs->attn_ws_bytes, st));
     em_linear_args lo = { .w = w->wo.p, .w_dtype = w->wo.dt, .w_scale = w->wo.scale, .x = cs->att, .y = cs->delta,
                           .n_tok = nt, .n_in = dq, .n_out = d, .x_stride = dq, .y_stride = d };

@@ -31,7 +31,7 @@ em_status em_cuda_session_decode(struct em_session *s, int32_t tok, float *logit
 /* Op classes of the decode step, for the per-kernel time breakdown. */
 typedef enum em_cuda_op {
     EM_OP_EMBED, EM_OP_NORM, EM_OP_IN_PROJ, EM_OP_CONV, EM_OP_SSM, EM_OP_GATED_NORM, EM_OP_OUT_PROJ, EM_OP_HEAD,
-    EM_OP_ARGMAX, EM_OP_COUNT
+    EM_OP_ARGMAX, EM_OP_ATTN, EM_OP_MLP_UP, EM_OP_MLP_DOWN, EM_OP_COUNT
 } em_cuda_op;
 extern const char *const em_cuda_op_names[EM_OP_COUNT];
 

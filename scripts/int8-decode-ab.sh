@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # scripts/int8-decode-ab.sh — the INT8 decode step's forms side by side in one run (issue 10), on the GPU machine
 # after scripts/gpu-check.sh has built build-gpu: one random INT8 blob of the Mamba-2 8B shape, then em-bench with
-#   v1-sixop    (the default)                          kernels/linear_i8.cu v1 GEMVs, six kernels a layer (PDL)
-#   xs-sixop    EM_I8_XS=on                            v3 x-stationary GEMVs (launched without PDL), six kernels
-#   xs-fused    EM_I8_XS=on EM_STEP_MODE=fused-i8      v3 in the fused step (norm_linear / ssm / gated_linear)
-#   xs-r2-fused EM_I8_XS=r2 EM_STEP_MODE=fused-i8      the same with 2 rows a group
-#   v1-fused    EM_STEP_MODE=fused-i8                  v1's fused forms
-#   xs-pdl-fused EM_I8_XS=on EM_I8_XS_PDL=1 EM_STEP_MODE=fused-i8   v3 with PDL, the form that failed test_fused_cuda
-#               (timing only: its correctness is the open question; docs/int8.md)
+#   default      (fifth session on)                      v3 x-stationary GEMVs (4 rows a group) with PDL, fused step
+#   xs-r2        EM_I8_XS=r2                             the same with 2 rows a group
+#   xs-nopdl     EM_I8_XS_PDL=0                          v3 launched without PDL
+#   fill75       EM_I8_XS_FILL=75                        v3's grid at 3/4 of the blocks that fit (room for the next kernel)
+#   fill50       EM_I8_XS_FILL=50                        ... at 1/2
+#   xs-sixop     EM_STEP_MODE=unfused                    v3 GEMVs in the six-op step
+#   v1-sixop     EM_I8_XS=off                            v1 GEMVs, six kernels a layer (the default before)
+#   v1-fused     EM_I8_XS=off EM_STEP_MODE=fused-i8      v1's fused forms
 # usage: scripts/int8-decode-ab.sh [VOCAB]   (default 50288); JSON lines to $OUT/int8-ab.jsonl when $OUT is set.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
@@ -27,12 +28,14 @@ run() { # run LABEL ENV...
     env "$@" "$B/examples/em-bench" -m "$blob" -p 512 -n 128 -r 3 --json |
         sed "s/^{/{\"label\":\"$label\",\"commit\":\"$commit\",/" | tee -a "$out/int8-ab.jsonl"
 }
+run default
+run xs-r2 EM_I8_XS=r2
+run xs-nopdl EM_I8_XS_PDL=0
+run fill75 EM_I8_XS_FILL=75
+run fill50 EM_I8_XS_FILL=50
+run xs-sixop EM_STEP_MODE=unfused
 run v1-sixop EM_I8_XS=off
-run xs-sixop EM_I8_XS=on
-run xs-fused EM_I8_XS=on EM_STEP_MODE=fused-i8
-run xs-r2-fused EM_I8_XS=r2 EM_STEP_MODE=fused-i8
-run v1-fused EM_STEP_MODE=fused-i8
-run xs-pdl-fused EM_I8_XS=on EM_I8_XS_PDL=1 EM_STEP_MODE=fused-i8
+run v1-fused EM_I8_XS=off EM_STEP_MODE=fused-i8
 python3 - "$out/int8-ab.jsonl" <<'PY' || true
 import json, sys
 for line in open(sys.argv[1]):

@@ -5,7 +5,7 @@
 # Mamba-2 step tests' shared setup, comparison and timers.
 if(EM_HAVE_CUDA)
   em_add_test(NAME test_linear_cuda SOURCES test_linear_cuda.c gpu_bw.cu LABELS gpu LIBS CUDA::cudart)
-  foreach(op embed rmsnorm gated_norm conv1d ssm argmax fused)
+  foreach(op embed rmsnorm gated_norm conv1d ssm argmax fused aux_fused)
     em_add_test(NAME test_${op}_cuda SOURCES test_${op}_cuda.c gpu_test.c gpu_bw.cu LABELS gpu LIBS CUDA::cudart)
   endforeach()
 endif()

@@ -13,7 +13,7 @@
  * dequantizes q exactly (PRMT + FADD) and multiplies the finished row sum by the scale as the twin does, so again
  * only the summation order differs; a wrong byte, chunk, group scale or row scale is >= 1e-3.
  * The INT8 cases whose widths are multiples of 1024 (the 8B layer) run again with linear_i8.cu v3 (x-stationary,
- * opt-in with EM_I8_XS) in all three ops, whatever the default is.
+ * the default since the fifth session; EM_I8_XS=off gives v1) in all three ops, whatever the default is.
  * tests/test_ref_fused.c proves separately that the fused twins equal the six-op step (BF16 and INT8).
  * Without a CUDA device: "SKIP test_fused_cuda: no CUDA device", exit 77.
  *   test_fused_cuda --perf   # + one 8B layer in a graph: the fused layer vs the six-op layer, and each kernel alone,
@@ -411,7 +411,7 @@ int main(int argc, char **argv) {
     em_rng_seed(&rng, 20261123);
     for (size_t i = 0; i < LEN(cases); i++) run_case(&cases[i], &rng);
     {
-        /* linear_i8.cu v3 (x-stationary, opt-in with EM_I8_XS; k_split 0 in the variant info) through every INT8
+        /* linear_i8.cu v3 (x-stationary, the default; k_split 0 in the variant info) through every INT8
          * case whose widths it takes (d and d_inner multiples of 1024), with the case's own launch flags */
         em_linear_variant vi;
         const int n_var = em_cuda_linear_i8_variant_info(-1, &vi);

@@ -12,7 +12,7 @@
  * sqrt(n_in) * 2^-24 of the sum of |terms| (~1e-6 of max |y| for these shapes, as test_linear_cuda measures for
  * bf16). So the limit is 1e-4, not bf16's 1e-2: a wrong byte, a lost chunk or a misplaced scale is >= 1e-3.
  * Every case prints its real figure. The one-token cases with n_in a multiple of 1024 (<= 16384) also run
- * linear_i8.cu v3 (x-stationary, opt-in with EM_I8_XS) the same way, whatever the default is, and --perf times it.
+ * linear_i8.cu v3 (x-stationary, the one-token default) the same way, whatever the default is, and --perf times it.
  *
  * Without a CUDA device it prints "SKIP test_linear_i8_cuda: no CUDA device" and exits 77 (ctest: Skipped).
  *
@@ -204,7 +204,7 @@ int main(int argc, char **argv) {
         printf("%-64s %-24s max rel err %.2e (tol %.0e)\n", label, vdef >= 0 ? vinfo.name : "fallback", err, TOL_I8);
 
         /* --sweep: every other variant of this n_tok, checked (and timed below with --perf shapes); v3 (x-stationary,
-         * opt-in with EM_I8_XS: k_split 0 in the variant info) on every one-token case it takes, always */
+         * the one-token default: k_split 0 in the variant info) on every one-token case it takes, always */
         for (int v = 0; v < n_var; v++) {
             em_cuda_linear_i8_variant_info(v, &vinfo);
             if (v == vdef || vinfo.nt != (int)c->n_tok || vdef < 0) continue;

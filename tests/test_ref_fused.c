@@ -9,6 +9,8 @@
  * forms given the same int8 values and scales; this proves the fused twins pass w_scale through to em_ref_linear,
  * so that tests/test_fused_cuda.c's INT8 cases compare the INT8 fused kernels with the six-op step's arithmetic).
  * Shapes: the tiny fixture's (d 64, H 8, P 16, N 16, G 2) and the bundled model's (d 192, H 6, P 64, N 64, G 2).
+ * Also the hybrid MLP layer's fused form (norm_linear with the activation epilogue, the down projection adding into
+ * the residual stream with EM_LINEAR_ADD) against rmsnorm -> em_ref_mlp -> residual add, BF16 and INT8.
  */
 #include <math.h>
 #include <stdint.h>
@@ -16,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blob.h" /* em_mlp_act */
 #include "ops.h"
 #include "testutil.h"
 #include "util.h"
@@ -170,7 +173,48 @@ static void run_shape(const shape *S, uint64_t seed) {
     free(delta); free(proj_u); free(proj_f); free(xbc); free(y_u); free(y_f); free(sumsq); free(lg_u); free(lg_f);
 }
 
+/* The hybrid's MLP layer in the fused decode step (runtime/cuda_exec.c queue_aux_fused: norm_linear with the
+ * activation as its epilogue, then the down projection with EM_LINEAR_ADD into the residual stream) against the
+ * prompt path's form (rmsnorm -> em_ref_mlp into delta -> x += delta), N_STEP tokens through one layer. */
+static void run_mlp_aux(uint32_t d, uint32_t ff, uint32_t act, em_dtype dt, uint64_t seed, const char *what) {
+    em_rng r;
+    em_rng_seed(&r, seed);
+    float *up_s, *down_s;
+    void *up = rand_w(&r, dt, ff, d, 1.0f / sqrtf((float)d), &up_s);
+    void *down = rand_w(&r, dt, d, ff, 1.0f / sqrtf((float)ff), &down_s);
+    float *nw = rand_f32(&r, d, 0.2f, 1.0f), *x6 = rand_f32(&r, d, 1.0f, 0.0f), *xf = em_xmalloc_t(d * 4);
+    float *xn = em_xmalloc_t(d * 4), *h = em_xmalloc_t(ff * 4), *delta = em_xmalloc_t(d * 4);
+    memcpy(xf, x6, d * 4);
+    double worst = 0;
+    for (int step = 0; step < N_STEP; step++) {
+        em_rmsnorm_args na = { .x = x6, .w = nw, .y = xn, .n_tok = 1, .d = d, .eps = 1e-5f };
+        em_ref_rmsnorm(&na);
+        em_mlp_args ma = { .up = up, .up_dtype = dt, .down = down, .down_dtype = dt, .up_scale = up_s,
+                           .down_scale = down_s, .x = xn, .h = h, .y = delta, .n_tok = 1, .d = d, .d_ff = ff,
+                           .act = act };
+        em_ref_mlp(&ma);
+        for (uint32_t i = 0; i < d; i++) x6[i] += delta[i];
+        em_norm_linear_args in = { .x = xf, .norm_w = nw, .eps = 1e-5f, .w = up, .w_dtype = dt, .w_scale = up_s,
+                                   .y = h, .n_in = d, .n_out = ff, .act = act };
+        em_ref_norm_linear(&in);
+        em_linear_args dn = { .w = down, .w_dtype = dt, .w_scale = down_s, .x = h, .y = xf, .n_tok = 1, .n_in = ff,
+                              .n_out = d, .flags = EM_LINEAR_ADD };
+        em_ref_linear(&dn);
+        const double e = em_max_rel_err(xf, x6, d, NULL);
+        if (e > worst) worst = e;
+        x6[step] += 0.5f; /* a different token next step, on both sides */
+        xf[step] += 0.5f;
+    }
+    CHECK_MSG(worst <= TOL, "%s: fused MLP layer vs rmsnorm + mlp + residual: max rel err %.3g", what, worst);
+    printf("  %-52s %d steps: worst max rel err %.2e\n", what, N_STEP, worst);
+    free(up); free(down); free(up_s); free(down_s); free(nw); free(x6); free(xf); free(xn); free(h); free(delta);
+}
+
 int main(void) {
+    run_mlp_aux(192, 768, EM_ACT_GELU, EM_DTYPE_BF16, 77, "hybrid MLP (d 192, ff 768), GELU, BF16");
+    run_mlp_aux(192, 768, EM_ACT_RELU2, EM_DTYPE_BF16, 78, "hybrid MLP (d 192, ff 768), relu^2, BF16");
+    run_mlp_aux(192, 768, EM_ACT_SILU, EM_DTYPE_I8, 79, "hybrid MLP (d 192, ff 768), SiLU, INT8");
+    run_mlp_aux(64, 200, EM_ACT_GELU, EM_DTYPE_I8, 80, "hybrid MLP (d 64, ff 200), GELU, INT8");
     static const shape shapes[] = {
         { 64, 8, 16, 16, 2, 4, 300, EM_DTYPE_BF16, "tiny fixture (d 64, P 16, N 16)" },
         { 192, 6, 64, 64, 2, 4, 4096, EM_DTYPE_BF16, "bundled model (d 192, P 64, N 64)" },

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blob.h" /* em_mlp_act */
 #include "ops.h"
 #include "util.h"
 
@@ -24,6 +25,8 @@ void em_ref_norm_linear(const em_norm_linear_args *a) {
     em_linear_args la = { .w = a->w, .w_dtype = a->w_dtype, .w_scale = a->w_scale, .x = xn, .y = a->y, .n_tok = 1,
                           .n_in = a->n_in, .n_out = a->n_out };
     em_ref_linear(&la);
+    EM_ASSERT(a->act == EM_ACT_NONE || a->conv_dim == 0);
+    em_ref_act(a->y, a->n_out, a->act);
     if (a->conv_dim) {
         EM_ASSERT(a->conv_off + a->conv_dim <= a->n_out);
         /* y may alias x with the same stride in em_ref_conv1d: the conv is applied in place */

@@ -110,6 +110,23 @@ static void widen_bf16(float *restrict dst, const uint16_t *restrict src, uint32
 
 // ---- the op -------------------------------------------------------------------------------------------
 
+/* wr[j] = chunk [k0, k0 + len) of row r0 + j (j < nr) as f32: widened into buf[j] (bf16, int8: exact) or, for f32
+ * weights, the row itself. */
+static void chunk_rows(const float *wr[LIN_ROWS], float buf[LIN_ROWS][LIN_CHUNK], const float *wf, const uint16_t *wb,
+                       const int8_t *wq, uint32_t r0, uint32_t nr, uint32_t n_in, uint32_t k0, uint32_t len) {
+    for (uint32_t j = 0; j < nr; j++) {
+        if (wb) {
+            widen_bf16(buf[j], wb + (size_t)(r0 + j) * n_in + k0, len);
+            wr[j] = buf[j];
+        } else if (wq) {
+            widen_i8(buf[j], wq + (size_t)(r0 + j) * n_in + k0, len);
+            wr[j] = buf[j];
+        } else {
+            wr[j] = wf + (size_t)(r0 + j) * n_in + k0;
+        }
+    }
+}
+
 void em_ref_linear(const em_linear_args *a) {
     EM_ASSERT(a->w_dtype == EM_DTYPE_F32 || a->w_dtype == EM_DTYPE_BF16 ||
               (a->w_dtype == EM_DTYPE_I8 && a->w_scale != NULL));
@@ -124,12 +141,34 @@ void em_ref_linear(const em_linear_args *a) {
     const int8_t *wq = a->w_dtype == EM_DTYPE_I8 ? (const int8_t *)a->w : NULL;       /* [n_out, n_in] */
     const float *sc = wq ? a->w_scale : NULL;                                          /* [n_out] */
 
-    if (n_in == 0) { /* empty sum: written, never accumulated */
+    const int add = (a->flags & EM_LINEAR_ADD) != 0;
+    if (n_in == 0) { /* empty sum: 0 written (or added) */
         for (uint32_t t = 0; t < n_tok; t++)
-            for (uint32_t r = 0; r < n_out; r++) y[t * ys + r] = 0.0f;
+            for (uint32_t r = 0; r < n_out; r++) y[t * ys + r] = add ? y[t * ys + r] + 0.0f : 0.0f;
         return;
     }
     const int64_t n_blk = ((int64_t)n_out + LIN_ROWS - 1) / LIN_ROWS;
+    if (add) { /* y += W x: each row's sum formed exactly as below (chunk by chunk, scaled once), then added */
+        for (int64_t blk = 0; blk < n_blk; blk++) {
+            const uint32_t r0 = (uint32_t)blk * LIN_ROWS;
+            const uint32_t nr = n_out - r0 < LIN_ROWS ? n_out - r0 : LIN_ROWS;
+            float buf[LIN_ROWS][LIN_CHUNK];
+            const float *wr[LIN_ROWS];
+            for (uint32_t t = 0; t < n_tok; t++) {
+                float acc[LIN_ROWS] = { 0.0f };
+                for (uint32_t k0 = 0; k0 < n_in; k0 += LIN_CHUNK) {
+                    const uint32_t len = n_in - k0 < LIN_CHUNK ? n_in - k0 : LIN_CHUNK;
+                    chunk_rows(wr, buf, wf, wb, wq, r0, nr, n_in, k0, len);
+                    float d[LIN_ROWS];
+                    if (nr == LIN_ROWS) dot4(wr[0], wr[1], wr[2], wr[3], x + t * xs + k0, len, d);
+                    else for (uint32_t j = 0; j < nr; j++) d[j] = dot1(wr[j], x + t * xs + k0, len);
+                    for (uint32_t j = 0; j < nr; j++) acc[j] = k0 == 0 ? d[j] : acc[j] + d[j];
+                }
+                for (uint32_t j = 0; j < nr; j++) y[t * ys + r0 + j] += sc ? acc[j] * sc[r0 + j] : acc[j];
+            }
+        }
+        return;
+    }
 
 #ifdef EM_HAVE_OPENMP /* without OpenMP the same loop runs on the calling thread */
     const int par = (uint64_t)n_tok * n_in * n_out >= LIN_MIN_PAR;
@@ -143,17 +182,7 @@ void em_ref_linear(const em_linear_args *a) {
         const float *wr[LIN_ROWS];      /* the chunk of each row, f32 */
         for (uint32_t k0 = 0; k0 < n_in; k0 += LIN_CHUNK) {
             const uint32_t len = n_in - k0 < LIN_CHUNK ? n_in - k0 : LIN_CHUNK;
-            for (uint32_t j = 0; j < nr; j++) {
-                if (wb) {
-                    widen_bf16(buf[j], wb + (size_t)(r0 + j) * n_in + k0, len);
-                    wr[j] = buf[j];
-                } else if (wq) {
-                    widen_i8(buf[j], wq + (size_t)(r0 + j) * n_in + k0, len);
-                    wr[j] = buf[j];
-                } else {
-                    wr[j] = wf + (size_t)(r0 + j) * n_in + k0;
-                }
-            }
+            chunk_rows(wr, buf, wf, wb, wq, r0, nr, n_in, k0, len);
             // the chunk is in L1 now: use it for every token before moving on (W is read once)
             for (uint32_t t = 0; t < n_tok; t++) {
                 const float *xt = x + t * xs + k0;

@@ -22,6 +22,15 @@
 static inline float gelu_f(float v) { return 0.5f * v * (1.0f + erff(v * 0.70710678118654752440f)); }
 static inline float relu2_f(float v) { return v > 0.0f ? v * v : 0.0f; }
 
+void em_ref_act(float *h, size_t n, uint32_t act) {
+    switch (act) {
+    case EM_ACT_NONE: break;
+    case EM_ACT_GELU: for (size_t i = 0; i < n; i++) h[i] = gelu_f(h[i]); break;
+    case EM_ACT_RELU2: for (size_t i = 0; i < n; i++) h[i] = relu2_f(h[i]); break;
+    default: for (size_t i = 0; i < n; i++) h[i] = em_silu_f(h[i]); break;
+    }
+}
+
 void em_ref_mlp(const em_mlp_args *a) {
     EM_ASSERT(a->act == EM_ACT_GELU || a->act == EM_ACT_RELU2 || a->act == EM_ACT_SILU);
     const uint32_t nt = a->n_tok, d = a->d, ff = a->d_ff;
@@ -30,13 +39,7 @@ void em_ref_mlp(const em_mlp_args *a) {
                           .n_out = ff, .x_stride = d, .y_stride = ff };
     em_ref_linear(&up);
     /* h = act(h), in place */
-    const size_t n = (size_t)nt * ff;
-    float *h = a->h;
-    switch (a->act) {
-    case EM_ACT_GELU: for (size_t i = 0; i < n; i++) h[i] = gelu_f(h[i]); break;
-    case EM_ACT_RELU2: for (size_t i = 0; i < n; i++) h[i] = relu2_f(h[i]); break;
-    default: for (size_t i = 0; i < n; i++) h[i] = em_silu_f(h[i]); break;
-    }
+    em_ref_act(a->h, (size_t)nt * ff, a->act);
     /* y [nt, d] = h down^T */
     em_linear_args dn = { .w = a->down, .w_dtype = a->down_dtype, .w_scale = a->down_scale, .x = a->h, .y = a->y, .n_tok = nt, .n_in = ff,
                           .n_out = d, .x_stride = ff, .y_stride = d };
