@@ -80,7 +80,8 @@
  *      that run and left: the first two groups of W before the wait instead of one (3.121 vs 3.106 ms, and r4's
  *      MODE 2 spilled), and a smaller grid leaving room on each SM for the next kernel's blocks under PDL
  *      (EM_I8_XS_FILL=75: 3.300 ms, 50: 3.792 ms; kept as a tuning switch): fewer blocks stream less than the
- *      overlap gains. What is left between v3 and the roofline is per kernel: in a graph of 100 launches of one
+ *      overlap gains. Nor do 2 or 4 waves of shorter blocks, whose exits are staggered (EM_I8_XS_FILL=200 / 400,
+ *      a later run: 3.176 / 3.363 ms against 3.109 for one wave). What is left between v3 and the roofline is per kernel: in a graph of 100 launches of one
  *      kernel with PDL, in_proj's norm_linear runs at 79 % and out_proj's gated_linear at 66 % of the read pass.
  *      EM_LINEAR_ADD and norm_linear's activation epilogue as linear.cu v2.1, in v1, v3 and the generic kernel.
  *      Conditions: NT 1, n_in % 1024 == 0 and n_in <= 16384 (x chunks a lane fixed at 2; 4 spilled at the 128
@@ -770,13 +771,14 @@ static int em_i8_xs_pdl(void) {
 }
 
 /* EM_I8_XS_FILL (read once; tuning): v3's grid as a share of the blocks that fit at once: "75" or "50" (percent)
- * leave room on each SM for the next kernel's blocks to start under PDL and stream their first W groups; unset:
- * all of them. @return the percentage */
+ * leave room on each SM for the next kernel's blocks to start under PDL and stream their first W groups; "200" or
+ * "400" make 2 or 4 waves of smaller blocks, whose staggered exits let the next kernel's blocks start on some SMs
+ * while others still stream; unset: one wave of all of them. @return the percentage */
 static int em_i8_xs_fill(void) {
-    static const char *const values[] = { "75", "50" };
-    static const int pct[] = { 100, 75, 50 };
+    static const char *const values[] = { "75", "50", "200", "400" };
+    static const int pct[] = { 100, 75, 50, 200, 400 };
     static std::atomic<int> cache{-1};
-    return pct[em_env_once("EM_I8_XS_FILL", values, 2, &cache)];
+    return pct[em_env_once("EM_I8_XS_FILL", values, 4, &cache)];
 }
 
 /* The v3 variant for one token (-1: none takes n_in / n_out): 2 x chunks a lane, so n_in a multiple of 1024 up to
