@@ -500,7 +500,7 @@ em_linear_i8_xs(const uint4 *__restrict__ w, const float *__restrict__ scale, co
     cv.on = false;
     if (threadIdx.x < nrows) rsc = __ldg(scale + r0 + threadIdx.x);
     em_pdl_wait();
-    /* MODE 1's conv window (v3 is launched without PDL for now, so the wait above is a no-op: see the history) */
+    /* MODE 1's conv window, after the wait: under PDL the kernel before may still be running (v1 loads it earlier) */
     if constexpr (MODE == 1)
         if (threadIdx.x < nrows) em_i8_conv_load(cv, r0 + threadIdx.x, f);
 
@@ -666,6 +666,9 @@ typedef struct em_i8_dev {
     std::atomic<int> ready;
     std::atomic<int> sms, cc_major;
     std::atomic<int> bps[EM_I8_N_VARIANTS];
+    /* v3 (em_i8_xs_config): resident blocks a SM + 1 (0: not asked yet) for [r4, r2][MODE][KS], filled on first use
+     * so that a launch, the pick before it and the executor's step choice ask the occupancy calculator once */
+    mutable std::atomic<int> xs_bps[2][3][17];
 } em_i8_dev;
 static em_i8_dev em_i8_devs[EM_I8_MAX_DEVICES];
 
@@ -732,12 +735,17 @@ static int em_i8_xs_config(int vi, int mode, uint32_t n_in, uint32_t n_out, cuda
     const uint32_t ks = nv / per;
     if (ks < 1 || ks > 16) return 0;
     const em_i8_kernel k = mode == 1 ? V->k1 : mode == 2 ? V->k2 : V->k;
-    int bps = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps, k, (int)(ks * 32u), 0) != cudaSuccess) {
-        cudaGetLastError();
-        bps = 0;
+    const em_i8_dev *d = em_i8_dev_info();
+    std::atomic<int> *cached = &d->xs_bps[vi == EM_I8_XS2_R2][mode][ks];
+    int bps = cached->load(std::memory_order_relaxed) - 1;
+    if (bps < 0) {
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps, k, (int)(ks * 32u), 0) != cudaSuccess) {
+            cudaGetLastError();
+            bps = 0;
+        }
+        cached->store(bps + 1, std::memory_order_relaxed);
     }
-    const long sms = em_i8_dev_info()->sms.load(std::memory_order_relaxed);
+    const long sms = d->sms.load(std::memory_order_relaxed);
     if (bps < 1 || sms < 1) bps = 1;
     const uint32_t groups = (n_out + (uint32_t)V->rpw - 1) / (uint32_t)V->rpw;
     const long slots = max(1L, (sms > 0 ? sms : 1) * bps * em_i8_xs_fill() / 100);

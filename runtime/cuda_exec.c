@@ -126,6 +126,8 @@ typedef struct em_cuda_session {
     float *conv_state, *ssm_state;
     float *x, *xn, *proj, *xbc, *y, *delta, *sumsq, *logits;
     int fused;                                  /* decode step: 0 the six-kernel layer, 1 fused, 2 fused + PDL */
+    int aux_fused;                              /* fused step: attention / MLP layers as norm_linear + GEMV with
+                                                   the residual add (queue_aux_fused); 0 with EM_AUX_FUSED=0 */
     void *gemm;                                 /* cuBLASLt handle (em_cuda_gemm_create), NULL when T <= EM_GEMM_MIN_TOK */
     void *gemm_ws, *ssd_ws;                     /* prefill workspaces in the block (NULL: not planned) */
     uint32_t *pos;                              /* device: the KV position the captured step attends at */
@@ -374,13 +376,12 @@ static int pick_step_mode(const em_session *s) {
      * docs/int8.md) but loses with v1's fused forms (4.47 vs 3.69 ms a token: their x * norm-weight chunks cost 8x
      * the weight bytes in L1 traffic), so it is taken only where v3 takes both GEMVs of every Mamba layer.
      * EM_STEP_MODE=fused-i8 takes the fused step anyway. */
-    for (uint32_t i = 0; i < s->model->cfg.n_layer; i++) {
-        if (cm->layers[i].kind != EM_LAYER_MAMBA2 || cm->layers[i].w.m2.in_proj.dt != EM_DTYPE_I8 ||
-            (e && strcmp(e, "fused-i8") == 0))
-            continue;
-        if (!em_cuda_fused_i8_fast(0, s->dim.d_in_proj, s->dim.d) || !em_cuda_fused_i8_fast(1, s->dim.d, s->dim.d_inner))
-            return 0;
-    }
+    int i8 = 0; /* every Mamba layer has the same shapes: one question for all of them */
+    for (uint32_t i = 0; i < s->model->cfg.n_layer; i++)
+        i8 |= cm->layers[i].kind == EM_LAYER_MAMBA2 && cm->layers[i].w.m2.in_proj.dt == EM_DTYPE_I8;
+    if (i8 && !(e && strcmp(e, "fused-i8") == 0) &&
+        (!em_cuda_fused_i8_fast(0, s->dim.d_in_proj, s->dim.d) || !em_cuda_fused_i8_fast(1, s->dim.d, s->dim.d_inner)))
+        return 0;
     for (uint32_t i = 0; i < s->model->cfg.n_layer; i++) {
         if (cm->layers[i].kind != EM_LAYER_MAMBA2) continue; /* attention / MLP layers: the same kernels either way */
         em_fused_layer f;
@@ -440,16 +441,23 @@ static void aux_fused_args(const em_session *s, const em_layer *L, uint32_t pdl,
                              .n_tok = 1, .n_in = dq, .n_out = d, .flags = EM_LINEAR_ADD | wf };
 }
 
-static int aux_fused_ok(const em_session *s, const em_layer *L) {
-    const char *e = getenv("EM_AUX_FUSED"); /* "0": the layer as in the prompt path (A/B) */
+/* Whether every attention and MLP layer takes the fused form (session create; EM_AUX_FUSED=0: none does, A/B). */
+static int pick_aux_fused(const em_session *s) {
+    const char *e = getenv("EM_AUX_FUSED");
     if (e && strcmp(e, "0") == 0) return 0;
-    em_norm_linear_args in[3];
-    em_linear_args out;
-    aux_fused_args(s, L, 0, in, &out);
-    const int n_in = L->kind == EM_LAYER_MLP ? 1 : 3;
-    for (int k = 0; k < n_in; k++)
-        if (!em_cuda_norm_linear_supported(&in[k])) return 0;
-    return em_cuda_linear_supported(&out);
+    const em_cuda_model *cm = s->model->cuda;
+    for (uint32_t i = 0; i < s->model->cfg.n_layer; i++) {
+        const em_layer *L = &cm->layers[i];
+        if (L->kind == EM_LAYER_MAMBA2) continue;
+        em_norm_linear_args in[3];
+        em_linear_args out;
+        aux_fused_args(s, L, 0, in, &out);
+        const int n_in = L->kind == EM_LAYER_MLP ? 1 : 3;
+        for (int k = 0; k < n_in; k++)
+            if (!em_cuda_norm_linear_supported(&in[k])) return 0;
+        if (!em_cuda_linear_supported(&out)) return 0;
+    }
+    return 1;
 }
 
 static em_status queue_aux_fused(em_session *s, const em_layer *L, uint32_t pdl) {
@@ -488,7 +496,7 @@ static em_status queue_fused_step(em_session *s) {
     EM_MARK(cs, EM_OP_EMBED);
     for (uint32_t i = 0; i < m->cfg.n_layer; i++) {
         const em_layer *L = &cm->layers[i];
-        if (L->kind != EM_LAYER_MAMBA2 && aux_fused_ok(s, L)) {
+        if (L->kind != EM_LAYER_MAMBA2 && cs->aux_fused) {
             EM_TRY(queue_aux_fused(s, L, pdl));
             continue;
         }
@@ -729,8 +737,10 @@ em_status em_cuda_session_create(em_session *s) {
     if (e != cudaSuccess) { st = em_cuda_fail(e, "cudaMallocHost/cudaStreamCreate", __FILE__, __LINE__); goto fail; }
     if ((st = em_cuda_session_reset(s)) != EM_OK) goto fail;
     cs->fused = pick_step_mode(s);
-    em_log(EM_LOG_INFO, "CUDA decode step: %s", cs->fused == 2 ? "fused, programmatic dependent launch"
-                                                 : cs->fused == 1 ? "fused" : "unfused (six kernels a layer)");
+    cs->aux_fused = cs->fused && s->model->n_attn + s->model->n_mlp > 0 && pick_aux_fused(s);
+    em_log(EM_LOG_INFO, "CUDA decode step: %s%s", cs->fused == 2 ? "fused, programmatic dependent launch"
+                                                   : cs->fused == 1 ? "fused" : "unfused (six kernels a layer)",
+           cs->aux_fused ? "; attention / MLP layers fused" : "");
     /* The capture queues nothing (it records); the state stays zero until the first replay. */
     if ((st = capture_step(s)) != EM_OK) goto fail;
     /* cuBLASLt's heuristic for the planned chunk's shapes now, not in the first prefill */
